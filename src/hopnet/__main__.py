@@ -1,0 +1,5 @@
+import sys
+
+from hopnet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ``hopnet`` command: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``register(subparsers)`` which adds its parser and sets
+``func`` to a callable taking the parsed namespace and returning an exit code.
+Parsing never touches the network or the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hopnet.errors import HopnetError
+
+# subcommand name -> module under hopnet.cli (imported lazily so `hopnet --help` is fast)
+SUBCOMMANDS: dict[str, str] = {
+    "datasets": "hopnet.cli.datasets_cmd",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hopnet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hopnet", description="Ionic migration barriers in solids with ALIGNN graph networks."
+    )
+    parser.add_argument("--version", action="version", version=f"hopnet {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in SUBCOMMANDS.items():
+        importlib.import_module(modname).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HopnetError as exc:
+        print(f"hopnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hopnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

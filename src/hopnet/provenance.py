@@ -1,0 +1,106 @@
+"""What every result file records: package version, git commit, data hash, seed, config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """The commit of the source tree hopnet runs from ("unknown" outside a git checkout)."""
+    here = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    commit = out.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=here, capture_output=True, text=True, timeout=5,
+    )
+    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def package_version() -> str:
+    from hopnet import __version__
+
+    return __version__
+
+
+def hash_json(obj: Any) -> str:
+    """sha256 of the canonical JSON text of ``obj`` (keys sorted)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hash_entries(entries: Iterable[dict]) -> str:
+    """A stable hash of a list of data-set entries (order matters)."""
+    h = hashlib.sha256()
+    for e in entries:
+        h.update(hash_json(e).encode())
+    return h.hexdigest()
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU determinism)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def run_record(config: Any = None, seed: int | None = None, data_hash: str | None = None) -> dict:
+    """The provenance block stored in every result file and model folder."""
+    return {
+        "hopnet_version": package_version(),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "seed": seed,
+        "data_hash": data_hash,
+        "config": json.loads(json.dumps(config, default=_jsonable)) if config is not None else None,
+    }
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file so that readers see either the old or the whole new content, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
