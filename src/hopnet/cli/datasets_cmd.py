@@ -1,0 +1,125 @@
+"""``hopnet datasets``: list the registered data sets, or describe one (``info NAME``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from hopnet.errors import HopnetError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "datasets", help="list the registered data sets and where they are found",
+        description="List the registered data sets (name, entries, source found, description), "
+                    "or print counts, target statistics and split sizes of one of them.",
+    )
+    _common(p, default=False)
+    p.set_defaults(func=_run_list)
+    sub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
+    lp = sub.add_parser("list", help="list the registered data sets (the default)")
+    _common(lp, default=argparse.SUPPRESS)
+    lp.set_defaults(func=_run_list)
+    ip = sub.add_parser("info", help="counts, target statistics and split sizes of one data set")
+    ip.add_argument("name", help="registered name, or a path to a .json/.json.gz file")
+    ip.add_argument("--path", default=None, help="read the data from this file instead")
+    ip.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    ip.add_argument("--folds", type=int, default=5, help="number of grouped folds (default 5)")
+    _common(ip, default=argparse.SUPPRESS)
+    ip.set_defaults(func=_run_info)
+
+
+def _common(p: argparse.ArgumentParser, default: Any) -> None:
+    # sub-parsers use SUPPRESS so that an option given before the action is not reset to its default
+    p.add_argument("--json", action="store_true", default=default, help="machine-readable output")
+    p.add_argument("--data-dir", default=None if default is False else default,
+                   help="data folder (default: $HOPNET_DATA_DIR)")
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from hopnet.datasets import list_datasets, locate
+
+    rows = []
+    for info in list_datasets():
+        found = locate(info.name, data_dir=args.data_dir)
+        rows.append({
+            "name": info.name,
+            "entries": info.n_entries,
+            "source": found.source if found else "not available",
+            "file": str(found.path) if found else None,
+            "task": info.task,
+            "description": info.description,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    w = max(len(r["name"]) for r in rows)
+    print(f"{'name':<{w}}  {'entries':>7}  {'source':<15}  description")
+    for r in rows:
+        print(f"{r['name']:<{w}}  {r['entries']:>7}  {r['source']:<15}  {r['description']}")
+    return 0
+
+
+def _stats(x: np.ndarray) -> dict[str, float]:
+    return {k: float(f(x)) for k, f in
+            (("min", np.min), ("max", np.max), ("mean", np.mean), ("std", np.std), ("median", np.median))}
+
+
+def dataset_info(name: str, *, path: str | None = None, data_dir: str | None = None,
+                 seed: int = 0, folds: int = 5) -> dict[str, Any]:
+    """Summary of one data set as a JSON-able dict (what ``hopnet datasets info`` prints)."""
+    from hopnet.datasets import load
+    from hopnet.datasets.splits import default_split, grouped_kfold
+
+    ds = load(name, path=path, data_dir=data_dir, seed=seed)
+    train, test = default_split(ds, seed=seed)
+    out: dict[str, Any] = {
+        "name": ds.name,
+        "task": ds.task,
+        "units": ds.units,
+        "file": ds.file,
+        "source": ds.source,
+        "sha256": ds.sha256,
+        "entries": len(ds),
+        "target": _stats(ds.targets),
+        "atoms_per_entry": _stats(np.array([len(e.atoms["elements"]) for e in ds], dtype=float)),
+        "split": {"seed": seed, "train": int(len(train)), "test": int(len(test))},
+    }
+    if ds.task == "migration-barrier":
+        out["classes"] = dict(Counter(e.meta.get("class") for e in ds).most_common())
+        out["ions"] = dict(Counter(e.meta.get("ion") for e in ds).most_common())
+        out["compounds"] = len({e.meta.get("compound") for e in ds})
+    try:
+        out["grouped_kfold"] = {"n_folds": folds,
+                                "test_sizes": [int(len(t)) for _, t in grouped_kfold(ds, folds, seed)]}
+    except HopnetError as exc:
+        out["grouped_kfold"] = {"n_folds": folds, "error": str(exc)}
+    return out
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    info = dataset_info(args.name, path=args.path, data_dir=args.data_dir, seed=args.seed,
+                        folds=args.folds)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    t = info["target"]
+    print(f"{info['name']}: {info['entries']} entries ({info['task']}), from {info['source']}: {info['file']}")
+    print(f"  sha256   {info['sha256']}")
+    print(f"  units    {info['units']}")
+    print(f"  target   min {t['min']:.4g}  max {t['max']:.4g}  mean {t['mean']:.4g}  "
+          f"std {t['std']:.4g}  median {t['median']:.4g}")
+    a = info["atoms_per_entry"]
+    print(f"  atoms    min {a['min']:.0f}  max {a['max']:.0f}  mean {a['mean']:.1f}")
+    s = info["split"]
+    print(f"  split    train {s['train']}  test {s['test']}  (seed {s['seed']})")
+    g = info["grouped_kfold"]
+    print(f"  {g['n_folds']}-fold grouped test sizes: {g.get('test_sizes', g.get('error'))}")
+    if "classes" in info:
+        print(f"  {len(info['classes'])} classes, {info['compounds']} compounds; ions: "
+              + ", ".join(f"{k} {v}" for k, v in info["ions"].items()))
+    return 0

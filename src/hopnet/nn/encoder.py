@@ -1,0 +1,149 @@
+"""The ALIGNN encoder: batch of crystal graphs -> atom, bond and pooled features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from hopnet.errors import HopnetError
+from hopnet.nn.config import EncoderConfig
+from hopnet.nn.layers import AlignnLayer, EdgeGatedGraphConv, MLPLayer, RBFExpansion
+from hopnet.nn.pooling import AttentionPooling, MeanPooling
+
+
+class GraphInputError(HopnetError, ValueError):
+    """A graph batch lacks a field the encoder needs or has a field of the wrong shape."""
+
+
+@dataclass
+class EncoderOutput:
+    """``node`` [N, H] atom features, ``edge`` [E, H] bond features, ``pooled`` [B, H]."""
+
+    node: Tensor
+    edge: Tensor
+    pooled: Tensor
+
+
+class _Embedding(nn.Module):
+    """Scalar -> Gaussian basis -> MLPLayer -> MLPLayer (bond lengths or angle cosines)."""
+
+    def __init__(self, vmin: float, vmax: float, bins: int, embedding: int, hidden: int, fused: bool):
+        super().__init__()
+        self.rbf = RBFExpansion(vmin, vmax, bins)
+        self.mlp1 = MLPLayer(bins, embedding, fused)
+        self.mlp2 = MLPLayer(embedding, hidden, fused)
+
+    def forward(self, d: Tensor, update_stats: bool = True) -> Tensor:
+        return self.mlp2(self.mlp1(self.rbf(d), update_stats), update_stats)
+
+
+class AlignnEncoder(nn.Module):
+    """ALIGNN (Choudhary & DeCost 2021) on a PyG batch of ``AlignnGraph``.
+
+    Uses the batch fields ``x`` [N, F], ``edge_index`` [2, E] (src -> dst), ``edge_len`` [E] (Å;
+    the norm of ``edge_vec`` when absent), ``lg_edge_index`` [2, T] (bond pairs, e1 -> e2),
+    ``lg_cos`` [T] and ``batch`` [N].
+    """
+
+    def __init__(self, config: EncoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config if config is not None else EncoderConfig()
+        fused = config.implementation == "fused"
+        hidden = config.hidden_features
+        self.atom_embedding = MLPLayer(config.atom_input_features, hidden, fused)
+        self.edge_embedding = _Embedding(0.0, config.rbf_cutoff, config.edge_input_features,
+                                         config.embedding_features, hidden, fused)
+        self.angle_embedding = None
+        if config.alignn_layers > 0:
+            self.angle_embedding = _Embedding(-1.0, 1.0, config.triplet_input_features,
+                                              config.embedding_features, hidden, fused)
+        n = config.alignn_layers
+        self.alignn_layers = nn.ModuleList(
+            AlignnLayer(hidden, triplet_output=i < n - 1, fused=fused) for i in range(n)
+        )
+        self.gcn_layers = nn.ModuleList(
+            EdgeGatedGraphConv(hidden, edge_output=True, fused=fused) for _ in range(config.gcn_layers)
+        )
+        if config.pooling == "mean":
+            self.pooling: nn.Module = MeanPooling()
+        else:
+            self.pooling = AttentionPooling(hidden, config.attention_heads)
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(self, batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor, int]:
+        x = getattr(batch, "x", None)
+        edge_index = getattr(batch, "edge_index", None)
+        if x is None or edge_index is None:
+            raise GraphInputError("graph batch needs fields x and edge_index")
+        if x.dim() != 2 or x.shape[1] != self.config.atom_input_features:
+            raise GraphInputError(f"graph x has shape {tuple(x.shape)}, the encoder expects "
+                                  f"[N, {self.config.atom_input_features}] atom features")
+        edge_len = getattr(batch, "edge_len", None)
+        if edge_len is None:
+            edge_vec = getattr(batch, "edge_vec", None)
+            if edge_vec is None:
+                raise GraphInputError("graph batch needs edge_len or edge_vec")
+            edge_len = edge_vec.norm(dim=-1)
+        if edge_len.shape != (edge_index.shape[1],):
+            raise GraphInputError(f"edge_len has shape {tuple(edge_len.shape)}, expected ({edge_index.shape[1]},)")
+        lg_edge_index = lg_cos = None
+        if self.config.alignn_layers > 0:
+            lg_edge_index = getattr(batch, "lg_edge_index", None)
+            lg_cos = getattr(batch, "lg_cos", None)
+            if lg_edge_index is None or lg_cos is None:
+                raise GraphInputError("graph batch needs lg_edge_index and lg_cos for ALIGNN layers")
+            if lg_cos.shape != (lg_edge_index.shape[1],):
+                raise GraphInputError(f"lg_cos has shape {tuple(lg_cos.shape)}, "
+                                      f"expected ({lg_edge_index.shape[1]},)")
+        index = getattr(batch, "batch", None)
+        if index is None:
+            index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        num_graphs = getattr(batch, "num_graphs", None)
+        if not isinstance(num_graphs, int):
+            num_graphs = int(index.max()) + 1 if index.numel() else 0
+        return x, edge_index, edge_len, lg_edge_index, lg_cos, index, num_graphs
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, batch: Any) -> EncoderOutput:
+        x, edge_index, edge_len, lg_edge_index, lg_cos, index, num_graphs = self._inputs(batch)
+        dtype = self.atom_embedding.linear.weight.dtype
+        h = self.atom_embedding(x.to(dtype))
+        e = self.edge_embedding(edge_len.to(dtype))
+        ckpt = self.config.checkpointing and self.training and torch.is_grad_enabled()
+        t = None
+        if self.angle_embedding is not None:
+            cos = lg_cos.to(dtype)
+            t = self._maybe_checkpoint(ckpt, self.angle_embedding, cos)
+        for layer in self.alignn_layers:
+            h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
+        for conv in self.gcn_layers:
+            h, e = conv(h, e, edge_index)
+        return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, num_graphs=num_graphs))
+
+    @staticmethod
+    def _maybe_checkpoint(enabled: bool, module: nn.Module, *args: Any) -> Any:
+        if not enabled:
+            return module(*args)
+        calls = [0]
+
+        def run(*inputs: Any) -> Any:
+            # the recomputation in backward must not update the batch-norm running statistics
+            first = calls[0] == 0
+            calls[0] += 1
+            return module(*inputs, update_stats=first)
+
+        return checkpoint(run, *args, use_reentrant=False)
+
+    def pool(self, node: Tensor, batch: Tensor, mask: Tensor | None = None,
+             num_graphs: int | None = None) -> Tensor:
+        """Pool atom features [N, H] per graph -> [B, H]; ``mask`` [N] bool restricts the pool
+        to a subset of atoms (every graph must keep at least one)."""
+        return self.pooling(node, batch, mask=mask, num_graphs=num_graphs)
+
+    @property
+    def out_features(self) -> int:
+        return self.config.hidden_features

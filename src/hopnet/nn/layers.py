@@ -1,0 +1,164 @@
+"""Building blocks of ALIGNN: Gaussian basis expansion, MLP layer, edge-gated graph convolution,
+ALIGNN layer.
+
+Conventions: ``edge_index[0]`` is the source u, ``edge_index[1]`` the destination v; messages
+flow u -> v and are summed at v. On the line graph the "nodes" are bonds and the "edges" are bond
+pairs (e1 = u->v, e2 = v->w), so the same convolution runs on both graphs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hopnet.nn.fused import batch_norm_silu, gated_aggregate
+
+AGGREGATION_EPS = 1e-6  # added to the gate sum in the normalised aggregation (as upstream ALIGNN)
+
+
+class RBFExpansion(nn.Module):
+    """Gaussian basis on a scalar: ``exp(-gamma (d - mu_k)^2)`` for ``bins`` evenly spaced
+    centres ``mu_k`` on ``[vmin, vmax]``; ``gamma = 1 / spacing`` (as upstream ALIGNN).
+
+    Input [M] (bond lengths in Å, or bond-angle cosines), output [M, bins].
+    """
+
+    def __init__(self, vmin: float, vmax: float, bins: int) -> None:
+        super().__init__()
+        if bins < 2 or not vmax > vmin:
+            raise ValueError(f"RBFExpansion needs bins >= 2 and vmax > vmin, got {bins}, [{vmin}, {vmax}]")
+        self.vmin, self.vmax, self.bins = float(vmin), float(vmax), int(bins)
+        self.register_buffer("centers", torch.linspace(vmin, vmax, bins), persistent=False)
+        self.gamma = (bins - 1) / (vmax - vmin)
+
+    def forward(self, d: Tensor) -> Tensor:
+        return torch.exp(-self.gamma * (d.unsqueeze(-1) - self.centers.to(d.dtype)).square())
+
+    def extra_repr(self) -> str:
+        return f"vmin={self.vmin}, vmax={self.vmax}, bins={self.bins}, gamma={self.gamma:.4g}"
+
+
+def _batch_norm(bn: nn.BatchNorm1d, x: Tensor, update_stats: bool) -> Tensor:
+    """``bn(x)`` that can skip the running-statistics update (checkpoint recomputation)."""
+    if bn.training:
+        update = update_stats and bn.track_running_stats
+        if update:
+            bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else (
+            1.0 / float(bn.num_batches_tracked) if update else 0.0)
+        return F.batch_norm(
+            x, bn.running_mean if update else None, bn.running_var if update else None,
+            bn.weight, bn.bias, True, momentum, bn.eps,
+        )
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+def norm_silu(
+    bn: nn.BatchNorm1d, x: Tensor, residual: Tensor | None, fused: bool, update_stats: bool = True
+) -> Tensor:
+    """``residual + silu(bn(x))`` (no residual when ``residual`` is None)."""
+    if fused and bn.training and x.shape[0] > 0:
+        return batch_norm_silu(x, residual, bn, update_stats)
+    y = F.silu(_batch_norm(bn, x, update_stats))
+    return y if residual is None else residual + y
+
+
+class MLPLayer(nn.Module):
+    """Linear -> BatchNorm -> SiLU (upstream ALIGNN's ``MLPLayer``)."""
+
+    def __init__(self, in_features: int, out_features: int, fused: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.bn = nn.BatchNorm1d(out_features)
+        self.fused = fused
+
+    def forward(self, x: Tensor, update_stats: bool = True) -> Tensor:
+        return norm_silu(self.bn, self.linear(x), None, self.fused, update_stats)
+
+
+class EdgeGatedGraphConv(nn.Module):
+    """Residual edge-gated graph convolution (Bresson & Laurent 2017, as used by ALIGNN).
+
+    With ``m_uv = A h_u + B h_v + C e_uv`` and ``s = sigmoid(m)``::
+
+        h_v' = h_v + SiLU(BN(W h_v + sum_u s_uv * V h_u / (sum_u s_uv + eps)))
+        e_uv' = e_uv + SiLU(BN(m_uv))
+
+    ``A, B, V, W`` are stored as one ``node_linear`` (rows in that order) so the node side is a
+    single matrix product; ``C`` is ``edge_linear``. ``edge_output=False`` skips the edge update
+    (and its batch norm) when nobody reads the updated edge features.
+    """
+
+    def __init__(self, features: int, edge_output: bool = True, fused: bool = True) -> None:
+        super().__init__()
+        self.features = features
+        self.node_linear = nn.Linear(features, 4 * features)
+        self.edge_linear = nn.Linear(features, features)
+        self.bn_nodes = nn.BatchNorm1d(features)
+        self.bn_edges = nn.BatchNorm1d(features) if edge_output else None
+        self.fused = fused
+
+    def forward(
+        self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """``h`` [N, H] node features, ``e`` [E, H] edge features, ``edge_index`` [2, E] (src, dst).
+        Returns the updated ``(h, e)`` (``e`` is None when ``edge_output=False``)."""
+        if self.fused:
+            return self._forward_fused(h, e, edge_index, update_stats)
+        return self._forward_reference(h, e, edge_index, update_stats)
+
+    def _forward_fused(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool):
+        f = self.features
+        src, dst = edge_index[0], edge_index[1]
+        p = self.node_linear(h)                                   # [N, 4H] = [A h | B h | V h | W h]
+        m = self.edge_linear(e)                                   # C e
+        m.add_(p[:, :f].index_select(0, src)).add_(p[:, f:2 * f].index_select(0, dst))
+        agg = gated_aggregate(m, p[:, 2 * f:3 * f], src, dst, AGGREGATION_EPS)
+        h_new = norm_silu(self.bn_nodes, p[:, 3 * f:] + agg, h, True, update_stats)
+        e_new = None if self.bn_edges is None else norm_silu(self.bn_edges, m, e, True, update_stats)
+        return h_new, e_new
+
+    def _forward_reference(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool):
+        """Plain autograd, one Linear per gate as upstream ALIGNN (the baseline for tests and
+        benchmarks)."""
+        f = self.features
+        w, b = self.node_linear.weight, self.node_linear.bias
+        src, dst = edge_index[0], edge_index[1]
+        src_gate = F.linear(h, w[:f], b[:f])
+        dst_gate = F.linear(h, w[f:2 * f], b[f:2 * f])
+        message = F.linear(h, w[2 * f:3 * f], b[2 * f:3 * f])
+        self_update = F.linear(h, w[3 * f:], b[3 * f:])
+        m = src_gate[src] + dst_gate[dst] + self.edge_linear(e)
+        sigma = torch.sigmoid(m)
+        num = torch.zeros_like(h).index_add(0, dst, message[src] * sigma)
+        den = torch.zeros_like(h).index_add(0, dst, sigma)
+        x = self_update + num / (den + AGGREGATION_EPS)
+        h_new = h + F.silu(_batch_norm(self.bn_nodes, x, update_stats))
+        e_new = None
+        if self.bn_edges is not None:
+            e_new = e + F.silu(_batch_norm(self.bn_edges, m, update_stats))
+        return h_new, e_new
+
+
+class AlignnLayer(nn.Module):
+    """One ALIGNN layer: an edge-gated convolution on the line graph (nodes = bonds with
+    features ``e``, edges = bond pairs with features ``t``) updating ``(e, t)``, then one on the
+    crystal graph with the updated ``e`` updating ``(h, e)``.
+
+    ``triplet_output=False`` (the last layer) skips the bond-pair update nobody reads.
+    """
+
+    def __init__(self, features: int, triplet_output: bool = True, fused: bool = True) -> None:
+        super().__init__()
+        self.line_conv = EdgeGatedGraphConv(features, edge_output=triplet_output, fused=fused)
+        self.graph_conv = EdgeGatedGraphConv(features, edge_output=True, fused=fused)
+
+    def forward(
+        self, h: Tensor, e: Tensor, t: Tensor, edge_index: Tensor, lg_edge_index: Tensor,
+        update_stats: bool = True,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats)
+        h, e_new = self.graph_conv(h, e, edge_index, update_stats)
+        assert e_new is not None
+        return h, e_new, t_new
