@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from hopnet.errors import HopnetError
@@ -49,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     except HopnetError as exc:
         print(f"hopnet: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hopnet ... | head`: the reader left; not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("hopnet: interrupted", file=sys.stderr)
         return 130

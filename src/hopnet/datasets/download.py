@@ -21,6 +21,10 @@ from hopnet.errors import DataError
 log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+class DownloadFailed(DataError):
+    """No URL could be fetched (network error, HTTP error); a checksum mismatch is a plain DataError."""
 _CHUNK = 1 << 20
 
 
@@ -61,7 +65,7 @@ def download_verified(urls: list[str], dest: Path, sha256: str, *, timeout: floa
 
     The file is stored as ``dest`` when the payload is gzipped and as ``dest`` without ``.gz``
     otherwise; the path written is returned. A checksum mismatch raises :class:`DataError` and
-    leaves nothing behind; when no URL answers the last network error is reported.
+    leaves nothing behind; when no URL answers, :class:`DownloadFailed` lists the errors.
     """
     if not sha256:
         raise DataError(f"no pinned sha256 for {dest.name}; refusing an unverified download")
@@ -76,6 +80,9 @@ def download_verified(urls: list[str], dest: Path, sha256: str, *, timeout: floa
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
                     while chunk := resp.read(_CHUNK):
                         out.write(chunk)
+            except urllib.error.HTTPError as exc:
+                errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                continue
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
                 continue
@@ -90,4 +97,4 @@ def download_verified(urls: list[str], dest: Path, sha256: str, *, timeout: floa
             return final
         finally:
             tmp.unlink(missing_ok=True)
-    raise DataError(f"download of {dest.name} failed: {'; '.join(errors) or 'no URL'}")
+    raise DownloadFailed(f"download of {dest.name} failed: {'; '.join(errors) or 'no URL'}")

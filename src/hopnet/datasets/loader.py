@@ -27,8 +27,8 @@ import numpy as np
 from hopnet.datasets.core import Dataset, Entry
 from hopnet.datasets.download import (
     GZIP_MAGIC,
+    DownloadFailed,
     cache_candidates,
-    content_sha256,
     default_cache_dir,
     download_verified,
 )
@@ -133,9 +133,7 @@ def resolve(
     cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
         return name, info, _fetch(info, cdir, base_url)
-    except DataError as exc:
-        if "checksum mismatch" in str(exc):
-            raise
+    except DownloadFailed as exc:
         raise DataError(
             f"data set {name!r} not found locally and {exc}; set HOPNET_DATA_DIR to a folder "
             f"holding {info.relpath} or pass path= (CLI: --path)"
@@ -222,12 +220,22 @@ def read_metadata_csv(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def host_compound(elements: list[str]) -> str:
-    """Reduced formula of a band's initial structure: the host (atoms 5..) plus one ion (atom 0)."""
+    """The compound a band belongs to: mobile ion + reduced formula of the host framework.
+
+    The framework is the host (atoms 5..) without the mobile-ion species, so the key does not
+    depend on the supercell or on the vacancy / interstitial the hop creates: the literature
+    computes one compound in cells of different sizes (``Li17(CoO2)18`` and ``Li8(CoO2)9`` are
+    both ``Li:CoO2``), and the pristine formula of a band is not recoverable from its host.
+    Polymorphs and differently lithiated members of one framework share a key, which errs on the
+    side of keeping related paths on one side of a split.
+    """
     from pymatgen.core import Composition
 
-    counts = Counter(elements[N_BAND_IMAGES:])
-    counts[elements[0]] += 1
-    return Composition(dict(counts)).reduced_formula
+    ion = elements[0]
+    counts = Counter(e for e in elements[N_BAND_IMAGES:] if e != ion)
+    if not counts:  # the host is the ion's own lattice
+        return f"{ion}:{ion}"
+    return f"{ion}:{Composition(dict(counts)).reduced_formula}"
 
 
 def _detect_format(records: list) -> str:

@@ -1,0 +1,364 @@
+"""Tests of the ALIGNN encoder (hopnet.nn): configuration, kernels, invariances, training."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from torch_geometric.data import Batch
+
+from hopnet.graphs import build_graph
+from hopnet.nn import (
+    AlignnEncoder, AttentionPooling, EdgeGatedGraphConv, EncoderConfig, EncoderConfigError,
+    GraphInputError, LinearHead, MeanPooling, MLPHead, MultiHead, PoolingError, PropertyModel,
+    RBFExpansion,
+)
+from hopnet.nn.fused import batch_norm_silu, gated_aggregate
+
+torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- crystals
+def nacl(a: float = 5.64) -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def cscl(a: float = 4.12) -> Structure:
+    return Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def bcc_fe(a: float = 2.87) -> Structure:
+    return Structure(Lattice.cubic(a), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def srtio3(a: float = 3.905) -> Structure:
+    return Structure(Lattice.cubic(a), ["Sr", "Ti", "O", "O", "O"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+
+
+def rutile_tio2() -> Structure:
+    return Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
+                                     [[0, 0, 0], [0.3048, 0.3048, 0]])
+
+
+def eight_crystals() -> list[Structure]:
+    return [nacl(), nacl(5.2).get_primitive_structure(), cscl(), bcc_fe(), srtio3(),
+            Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+            Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]),
+            rutile_tio2()]
+
+
+def graph(s: Structure):
+    return build_graph(s)
+
+
+def batch_of(structures) -> Batch:
+    return Batch.from_data_list([graph(s) for s in structures])
+
+
+def warmed_model(config: EncoderConfig, seed: int = 0, dtype=torch.float32) -> AlignnEncoder:
+    """A model whose batch-norm running statistics are not the initial 0/1."""
+    torch.manual_seed(seed)
+    model = AlignnEncoder(config).to(dtype)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(batch_of([nacl(), srtio3(), cscl()]))
+    return model.eval()
+
+
+SMALL = EncoderConfig.small()
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_defaults_are_the_paper_model():
+    c = EncoderConfig.paper()
+    assert (c.atom_input_features, c.alignn_layers, c.gcn_layers, c.hidden_features) == (92, 4, 4, 256)
+    assert (c.embedding_features, c.edge_input_features, c.triplet_input_features) == (64, 80, 40)
+    assert c.rbf_cutoff == 8.0 and c.pooling == "mean" and c == EncoderConfig()
+    assert EncoderConfig.small().hidden_features <= 64
+
+
+def test_config_round_trip_and_validation():
+    c = EncoderConfig.small(pooling="attention", checkpointing=True)
+    assert EncoderConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(EncoderConfigError, match="unknown keys"):
+        EncoderConfig.from_dict({**c.to_dict(), "dropout": 0.1})
+    for bad in (dict(pooling="max"), dict(hidden_features=0), dict(alignn_layers=-1),
+                dict(rbf_cutoff=0.0), dict(implementation="dgl"), dict(edge_input_features=1),
+                dict(checkpointing=1)):
+        with pytest.raises(EncoderConfigError):
+            EncoderConfig(**bad)
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_parameter_counts_are_pinned():
+    paper = n_params(PropertyModel(EncoderConfig.paper(), n_outputs=1))
+    # upstream ALIGNN: 4,026,753; ours lacks only the 512 batch-norm parameters of the last
+    # ALIGNN layer's bond-pair update, whose output upstream computes and discards.
+    assert paper == 4_026_241
+    assert abs(paper - 4_026_753) / 4_026_753 < 0.001
+    assert n_params(PropertyModel(EncoderConfig.small(), n_outputs=1)) == 21_505
+    assert n_params(AlignnEncoder(EncoderConfig.small(pooling="attention"))) == 21_472 + 32 * 2 + 2 + 64 * 32 + 32
+
+
+# ----------------------------------------------------------------------------- basic layers
+def test_rbf_expansion_values():
+    rbf = RBFExpansion(0.0, 8.0, 81)                         # centres every 0.1 Å, gamma = 10 / Å
+    out = rbf(torch.tensor([0.0, 2.0, 2.05]))
+    assert out.shape == (3, 81)
+    assert out[0, 0] == pytest.approx(1.0) and out[1, 20] == pytest.approx(1.0)
+    assert out[1, 21] == pytest.approx(np.exp(-10 * 0.01), rel=1e-5)
+    assert out[2, 20] == pytest.approx(np.exp(-10 * 0.0025), rel=1e-5)
+
+
+def test_gated_aggregate_matches_hand_computation():
+    # 3 nodes; edges 0->2, 1->2, 2->0 ; node 1 receives nothing
+    m = torch.tensor([[0.0, 1.0], [2.0, -1.0], [0.5, 0.5]], dtype=torch.float64)
+    vh = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+    src, dst = torch.tensor([0, 1, 2]), torch.tensor([2, 2, 0])
+    out = gated_aggregate(m, vh, src, dst, eps=0.0)
+    s = torch.sigmoid(m)
+    expect2 = (s[0] * vh[0] + s[1] * vh[1]) / (s[0] + s[1])
+    torch.testing.assert_close(out[2], expect2)
+    torch.testing.assert_close(out[0], vh[2])
+    lonely = gated_aggregate(m, vh, src, dst)[1]             # 0 / (0 + eps)
+    assert torch.equal(lonely, torch.zeros(2, dtype=torch.float64))
+
+
+def test_fused_kernels_pass_gradcheck():
+    torch.manual_seed(0)
+    m = torch.randn(12, 3, dtype=torch.float64, requires_grad=True)
+    vh = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    src, dst = torch.randint(0, 5, (12,)), torch.randint(0, 5, (12,))
+    assert torch.autograd.gradcheck(lambda a, b: gated_aggregate(a, b, src, dst), (m, vh))
+    bn = torch.nn.BatchNorm1d(3).double()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: batch_norm_silu(a, b, bn, update_stats=False), (x, r))
+
+
+def test_batch_norm_silu_updates_running_stats_like_torch():
+    torch.manual_seed(1)
+    x = torch.randn(50, 4) * 3 + 1
+    ours, ref = torch.nn.BatchNorm1d(4), torch.nn.BatchNorm1d(4)
+    y = batch_norm_silu(x, None, ours)
+    torch.testing.assert_close(y, torch.nn.functional.silu(ref(x)))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name))
+
+
+@pytest.mark.parametrize("edge_output", [True, False])
+def test_fused_and_reference_convolutions_agree(edge_output):
+    torch.manual_seed(2)
+    n, e, f = 7, 30, 8
+    conv = EdgeGatedGraphConv(f, edge_output=edge_output).double()
+    h = torch.randn(n, f, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(e, f, dtype=torch.float64, requires_grad=True)
+    ei = torch.randint(0, n, (2, e))
+    results = []
+    for fused in (True, False):
+        conv.fused = fused
+        conv.zero_grad()
+        h.grad = x.grad = None
+        h2, e2 = conv(h, x, ei)
+        loss = (h2 * torch.linspace(-1, 1, f, dtype=torch.float64)).square().sum()
+        if e2 is not None:
+            loss = loss + (e2.sin()).sum()
+        loss.backward()
+        results.append([h2, e2, h.grad, x.grad] + [p.grad for p in conv.parameters()])
+    for a, b in zip(*results):
+        if a is None:
+            assert b is None
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_fused_and_reference_encoders_agree():
+    b = batch_of([nacl(), srtio3()])
+    grads, outs, stats = [], [], []
+    for impl in ("fused", "reference"):
+        torch.manual_seed(3)
+        model = AlignnEncoder(EncoderConfig.small(implementation=impl, alignn_layers=2)).double()
+        out = model(b)
+        ((out.pooled.sin()).sum() + out.edge.cos().sum()).backward()
+        outs.append(out.pooled)
+        grads.append([p.grad for p in model.parameters()])
+        stats.append([buf.clone() for buf in model.buffers()])
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-9, atol=1e-10)
+    for a, c in zip(grads[0], grads[1]):
+        torch.testing.assert_close(a, c, rtol=1e-7, atol=1e-9)
+    for a, c in zip(stats[0], stats[1]):
+        torch.testing.assert_close(a, c)
+
+
+# ----------------------------------------------------------------------------- invariances
+def pooled(model, structures) -> torch.Tensor:
+    with torch.no_grad():
+        return model(batch_of(structures)).pooled
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_invariant_to_atom_order(pooling):
+    model = warmed_model(EncoderConfig.small(pooling=pooling))
+    s = srtio3()
+    perm = [3, 0, 4, 2, 1]
+    shuffled = Structure(s.lattice, [s[i].species for i in perm], [s[i].frac_coords for i in perm])
+    torch.testing.assert_close(pooled(model, [s]), pooled(model, [shuffled]), rtol=0, atol=1e-5)
+
+
+def test_invariant_to_translation():
+    model = warmed_model(SMALL)
+    s = rutile_tio2()
+    moved = s.copy()
+    moved.translate_sites(list(range(len(moved))), [0.137, -0.29, 0.61], frac_coords=True, to_unit_cell=True)
+    torch.testing.assert_close(pooled(model, [s]), pooled(model, [moved]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [nacl, srtio3])
+def test_supercell_gives_the_same_mean_pooled_output(make):
+    model = warmed_model(SMALL)
+    prim = make().get_primitive_structure()
+    sup = prim * (2, 2, 2)
+    assert len(sup) == 8 * len(prim)
+    torch.testing.assert_close(pooled(model, [prim]), pooled(model, [sup]), rtol=0, atol=1e-5)
+
+
+def test_output_shapes_and_batched_equals_one_by_one():
+    model = warmed_model(EncoderConfig.small(pooling="attention"))
+    crystals = [nacl(), cscl(), rutile_tio2()]
+    b = batch_of(crystals)
+    with torch.no_grad():
+        out = model(b)
+    assert out.node.shape == (b.num_nodes, 32)
+    assert out.edge.shape == (b.edge_index.shape[1], 32)
+    assert out.pooled.shape == (3, 32)
+    singles = torch.cat([pooled(model, [s]) for s in crystals])
+    torch.testing.assert_close(out.pooled, singles, rtol=0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- pooling
+def test_pool_over_a_subset_of_atoms():
+    model = warmed_model(SMALL)
+    b = batch_of([srtio3(), cscl()])
+    with torch.no_grad():
+        node = model(b).node
+    mask = torch.tensor([True, False, True, False, False, False, True])      # Sr, O | Cl
+    got = model.pool(node, b.batch, mask)
+    torch.testing.assert_close(got[0], node[[0, 2]].mean(0))
+    torch.testing.assert_close(got[1], node[6])
+    with pytest.raises(PoolingError, match="graph 1 has no atom"):
+        model.pool(node, b.batch, torch.tensor([True] * 5 + [False] * 2))
+
+
+def test_attention_pooling_weights_and_subset():
+    torch.manual_seed(4)
+    pool = AttentionPooling(6, heads=3)
+    node = torch.randn(7, 6)
+    batch = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    out = pool(node, batch)
+    assert out.shape == (3, 6)
+    # a graph of one atom: every head's weight is 1, so the pool is project(atom repeated)
+    single = pool(node[3:4], torch.tensor([0]))
+    torch.testing.assert_close(single[0], pool.project(node[3].repeat(3)))
+    # masking = pooling the sub-batch
+    mask = torch.tensor([True, False, True, True, True, False, True])
+    torch.testing.assert_close(pool(node, batch, mask), pool(node[mask], batch[mask]))
+    # permutation within graphs changes nothing
+    perm = torch.tensor([2, 0, 1, 4, 3, 6, 5])
+    torch.testing.assert_close(pool(node[perm], batch[perm]), out)
+    torch.testing.assert_close(MeanPooling()(node, batch)[1], node[3:5].mean(0))
+
+
+# ----------------------------------------------------------------------------- gradients, training
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_gradients_reach_every_parameter(pooling):
+    torch.manual_seed(5)
+    model = AlignnEncoder(EncoderConfig.small(pooling=pooling, alignn_layers=2, gcn_layers=2)).train()
+    out = model(batch_of([srtio3(), rutile_tio2()]))
+    g = torch.Generator().manual_seed(0)
+    loss = (out.pooled * torch.randn(out.pooled.shape, generator=g)).sum() \
+        + (out.edge * torch.randn(out.edge.shape, generator=g)).sum()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_checkpointing_gives_the_same_gradients_and_statistics():
+    b = batch_of([srtio3(), nacl()])
+    runs = []
+    for ckpt in (False, True):
+        torch.manual_seed(6)
+        model = AlignnEncoder(EncoderConfig.small(alignn_layers=2, checkpointing=ckpt)).double().train()
+        model(b).pooled.sin().sum().backward()
+        runs.append(([p.grad for p in model.parameters()], dict(model.named_buffers())))
+    for a, c in zip(runs[0][0], runs[1][0]):
+        torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-12)
+    for name, buf in runs[0][1].items():
+        torch.testing.assert_close(buf, runs[1][1][name], msg=name)
+    assert int(runs[1][1]["alignn_layers.0.line_conv.bn_nodes.num_batches_tracked"]) == 1
+
+
+def test_tiny_model_overfits_eight_structures():
+    start = time.perf_counter()
+    torch.manual_seed(7)
+    b = batch_of(eight_crystals())
+    target = torch.tensor([0.3, 1.2, -0.4, 0.9, 2.0, -1.1, 0.0, 0.6]).unsqueeze(1)
+    model = PropertyModel(EncoderConfig.small(), n_outputs=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(250):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(b), target)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        mae = (model(b) - target).abs().mean().item()
+    assert mae < 0.05, mae
+    assert time.perf_counter() - start < 20
+
+
+def test_save_and_load_give_bit_identical_outputs(tmp_path):
+    torch.manual_seed(8)
+    model = PropertyModel(EncoderConfig.small(pooling="attention"), n_outputs=2)
+    model.train()
+    b = batch_of([nacl(), srtio3()])
+    with torch.no_grad():
+        model(b)                                         # non-trivial running statistics
+    model.eval()
+    path = tmp_path / "model.pt"
+    torch.save({"config": model.config.to_dict(), "n_outputs": 2, "state": model.state_dict()}, path)
+    saved = torch.load(path, weights_only=True)
+    again = PropertyModel(EncoderConfig.from_dict(saved["config"]), n_outputs=saved["n_outputs"])
+    again.load_state_dict(saved["state"])
+    again.eval()
+    with torch.no_grad():
+        assert torch.equal(model(b), again(b))
+
+
+# ----------------------------------------------------------------------------- heads, errors
+def test_heads():
+    torch.manual_seed(9)
+    pooled_ = torch.randn(4, 8)
+    assert LinearHead(8, 3)(pooled_).shape == (4, 3)
+    assert MLPHead(8, 16, 2, n_hidden_layers=2)(pooled_).shape == (4, 2)
+    multi = MultiHead(8, ["fe", "bg", "gv"])
+    out = multi(pooled_)
+    assert list(out) == ["fe", "bg", "gv"] and all(v.shape == (4,) for v in out.values())
+    torch.testing.assert_close(out["bg"], multi.heads["bg"].linear(pooled_).squeeze(-1))
+
+
+def test_wrong_feature_width_is_a_clear_error():
+    model = AlignnEncoder(EncoderConfig.small(atom_input_features=93))
+    with pytest.raises(GraphInputError, match=r"\[N, 93\]"):
+        model(batch_of([nacl()]))
