@@ -36,6 +36,7 @@ shuffle) of the ``fe`` pre-training set, read through :func:`hopnet.datasets.loa
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -74,11 +75,12 @@ class Plan:
     infer_batches: int = 3        # timed batches per dataset
     memory: bool = True           # fresh-subprocess peak RSS of a paper-size band batch
     primary: str = "band"         # dataset behind the headline ratios
+    max_atoms: int | None = None  # keep only structures with at most this many atoms
 
     @classmethod
     def quick(cls) -> "Plan":
-        return cls(graph_bands=8, graph_fe=32, train_datasets=("fe",), train_steps=1,
-                   infer_datasets=("fe",), infer_batches=1, memory=False, primary="fe")
+        return cls(graph_bands=4, graph_fe=32, train_datasets=("fe",), train_steps=1,
+                   infer_datasets=("fe",), infer_batches=1, memory=False, primary="fe", max_atoms=12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,9 +88,25 @@ class Plan:
 # --------------------------------------------------------------------------------------------
 
 
-def load_structures(dataset: str, limit: int | None) -> list[tuple[dict, float, int]]:
-    """``(atoms dict, target, n_mobile)`` for ``dataset`` ("band" or "fe"), seeded shuffle."""
+def load_structures(dataset: str, limit: int | None, max_atoms: int | None = None
+                    ) -> list[tuple[dict, float, int]]:
+    """``(atoms dict, target, n_mobile)`` for ``dataset`` ("band" or "fe"), seeded shuffle, at
+    most ``limit`` of them, only those with at most ``max_atoms`` atoms (fe only)."""
     import random
+
+    entries = _entries(dataset)
+    order = list(range(len(entries)))
+    random.Random(SEED).shuffle(order)
+    if max_atoms is not None and dataset == "fe":
+        order = [i for i in order if len(entries[i][0]["elements"]) <= max_atoms]
+    if limit is not None:
+        order = order[:limit]
+    n_mobile = 5 if dataset == "band" else 0
+    return [(entries[i][0], entries[i][1], n_mobile) for i in order]
+
+
+@functools.lru_cache(maxsize=None)
+def _entries(dataset: str) -> list[tuple[dict, float]]:
 
     name = {"band": "migration-barriers", "fe": "fe"}[dataset]
     try:
@@ -104,12 +122,7 @@ def load_structures(dataset: str, limit: int | None) -> list[tuple[dict, float, 
         rel = {"band": "migration/band_train.json.gz", "fe": "pretrain/fe.json.gz"}[dataset]
         with gzip.open(data_dir / rel, "rt") as fh:
             entries = [(e["atoms"], float(e["target"])) for e in json.load(fh)]
-    order = list(range(len(entries)))
-    random.Random(SEED).shuffle(order)
-    if limit is not None:
-        order = order[:limit]
-    n_mobile = 5 if dataset == "band" else 0
-    return [(entries[i][0], entries[i][1], n_mobile) for i in order]
+    return entries
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,7 +276,7 @@ def _batches(items: list, n: int) -> list[list]:
 def task_graphs(side: Side, spec: dict) -> dict:
     out = {}
     for dataset, limit in (("band", spec["graph_bands"]), ("fe", spec["graph_fe"])):
-        structs = load_structures(dataset, limit)
+        structs = load_structures(dataset, limit, spec["max_atoms"] if dataset == "fe" else None)
         side.build(structs[0][0], structs[0][2])  # warm caches / lazy imports (not timed)
         gc.collect()
         t0 = time.perf_counter()
@@ -275,10 +288,11 @@ def task_graphs(side: Side, spec: dict) -> dict:
     return out
 
 
-def _prepared_batches(side: Side, dataset: str, n_batches: int) -> tuple[list, list, int]:
+def _prepared_batches(side: Side, dataset: str, n_batches: int, max_atoms: int | None
+                      ) -> tuple[list, list, int]:
     import torch
 
-    structs = load_structures(dataset, n_batches * BATCH)
+    structs = load_structures(dataset, n_batches * BATCH, max_atoms)
     graphs = [side.build(a, m) for a, _, m in structs]
     targets = [t for _, t, _ in structs]
     n_atoms = sum(len(a["elements"]) for a, _, _ in structs)
@@ -292,7 +306,7 @@ def task_train(side: Side, spec: dict) -> dict:
 
     size, dataset = spec["size"], spec["dataset"]
     warm, steps = spec["train_warmup"], spec["train_steps"]
-    graph_batches, target_batches, n_atoms = _prepared_batches(side, dataset, warm + steps)
+    graph_batches, target_batches, n_atoms = _prepared_batches(side, dataset, warm + steps, spec["max_atoms"])
     gc.collect()
     reset = reset_peak_rss()
     base = rss_mb()
@@ -329,7 +343,7 @@ def task_infer(side: Side, spec: dict) -> dict:
 
     dataset = spec["dataset"]
     warm, n = spec["infer_warmup"], spec["infer_batches"]
-    graph_batches, _, _ = _prepared_batches(side, dataset, warm + n)
+    graph_batches, _, _ = _prepared_batches(side, dataset, warm + n, spec["max_atoms"])
     torch.manual_seed(SEED)
     model = side.model("paper")
     model.eval()
@@ -354,7 +368,9 @@ def worker(payload: str) -> None:
     side = SIDES[job["side"]]()
     result: dict[str, Any] = {"versions": side.versions}
     for spec in job["tasks"]:
+        t0 = time.perf_counter()
         result.update(TASKS[spec["task"]](side, spec))
+        print(f"  {job['side']} {_task_label(spec)}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -366,7 +382,10 @@ def run_worker(side: str, tasks: list[dict], threads: int, log: Callable[[str], 
     log(f"[{side}] " + ", ".join(_task_label(t) for t in tasks))
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(HERE), "--_worker", payload], env=env,
-                          capture_output=True, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr.splitlines():
+        if line.startswith("  "):
+            log(line)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -395,7 +414,7 @@ def upstream_available() -> bool:
 def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None]) -> dict:
     common = {"train_warmup": plan.train_warmup, "train_steps": plan.train_steps,
               "infer_warmup": plan.infer_warmup, "infer_batches": plan.infer_batches,
-              "graph_bands": plan.graph_bands, "graph_fe": plan.graph_fe}
+              "graph_bands": plan.graph_bands, "graph_fe": plan.graph_fe, "max_atoms": plan.max_atoms}
     tasks: list[dict] = [{"task": "graphs", **common}]
     tasks += [{"task": "infer", "dataset": d, **common} for d in plan.infer_datasets]
     tasks += [{"task": "train", "size": "small", "dataset": d, **common} for d in plan.train_datasets]

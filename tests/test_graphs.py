@@ -43,8 +43,10 @@ def degree(g) -> np.ndarray:
 
 
 def test_rock_salt_keeps_both_tied_shells():
-    for s in (nacl_primitive(), Structure.from_spacegroup("Fm-3m", Lattice.cubic(A_NACL), ["Na", "Cl"],
-                                                         [[0, 0, 0], [0.5, 0.5, 0.5]])):
+    fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    conventional = Structure(Lattice.cubic(A_NACL), ["Na"] * 4 + ["Cl"] * 4,
+                             np.concatenate((fcc, fcc + 0.5)) % 1.0)
+    for s in (nacl_primitive(), conventional):
         g = build_graph(s)
         assert g.num_nodes == len(s)
         assert (degree(g) == 18).all()

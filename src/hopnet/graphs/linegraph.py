@@ -32,8 +32,12 @@ def line_graph(src: np.ndarray, dst: np.ndarray, edge_vec: np.ndarray, num_nodes
     local = np.arange(e1.size, dtype=np.int64) - np.repeat(pair_first, counts)
     e2 = by_src[np.repeat(node_first[dst], counts) + local]
 
-    unit = np.asarray(edge_vec, dtype=np.float64)
-    unit = unit / np.linalg.norm(unit, axis=1, keepdims=True)
-    cos = -np.einsum("ij,ij->i", unit[e1], unit[e2])
+    vec = np.asarray(edge_vec, dtype=np.float64)
+    # component-wise gathers: much faster than gathering rows of an [E, 3] array
+    unit = np.ascontiguousarray((vec / np.linalg.norm(vec, axis=1, keepdims=True)).T)
+    cos = unit[0][e1] * unit[0][e2]
+    cos += unit[1][e1] * unit[1][e2]
+    cos += unit[2][e1] * unit[2][e2]
+    np.negative(cos, out=cos)
     np.clip(cos, -1.0, 1.0, out=cos)
     return np.stack((e1, e2)), cos
