@@ -43,18 +43,20 @@ class AlignnGraph(Data):
 
 
 def as_structure(obj: Any):
-    """A pymatgen ``Structure`` from ``obj`` (via ``hopnet.structures.to_structure`` if present)."""
+    """A pymatgen ``Structure`` from anything ``hopnet.structures.to_structure`` reads.
+
+    No overlap validation here: a band's ion images sit closer than any physical pair, and a
+    handful of published bands put an image on a host atom. Validation belongs where structures
+    enter from users (``hopnet.paths.MigrationPath.validate``, the CLI); the graph builder only
+    has to stay finite, which it does (coincident atoms get no bond, with a warning).
+    """
     from pymatgen.core import Structure
+
+    from hopnet.structures import to_structure
 
     if isinstance(obj, Structure):
         return obj
-    try:
-        from hopnet.structures import to_structure
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("hopnet.structures",):
-            raise
-        raise StructureError(f"expected a pymatgen Structure, got {type(obj).__name__}") from None
-    return to_structure(obj)
+    return to_structure(obj, validate=False)
 
 
 def build_graph_arrays(

@@ -1,0 +1,157 @@
+"""Model folders and the predictor interface shared by every barrier model.
+
+A model is a folder, never a pickled module::
+
+    MODEL/
+      config.json     {"kind": "gnn" | "classical", ...the full typed config of that kind...}
+      metadata.json   format_version, hopnet_version, git_commit, data_hash, target, units,
+                      target_scaling, members (seeds / folds), metrics, created
+      <weights>       kind-specific files (e.g. weights.pt: one state_dict per ensemble member)
+
+``load_model(name_or_path)`` reads ``config.json``, checks ``metadata.json``'s format version and
+hands the folder to the loader registered for its kind. Every predictor maps migration paths to
+barriers (eV) with an ensemble spread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from hopnet.errors import ModelFileError
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+# kind -> loader(folder, config, metadata) -> BarrierPredictor; filled by the model modules
+_LOADERS: dict[str, str] = {
+    "gnn": "hopnet.models.barrier:load_predictor",
+    "classical": "hopnet.models.classical:load_predictor",
+}
+
+
+@dataclass
+class Prediction:
+    """Barriers (eV) for a list of paths: ensemble mean and standard deviation (0 for one member)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    model: str = ""
+    members: np.ndarray | None = field(default=None, repr=False)  # (n_members, n_paths)
+
+
+class BarrierPredictor(Protocol):
+    name: str
+    metadata: dict
+
+    def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Prediction:
+        """Barriers of ``hopnet.paths.MigrationPath`` objects, in input order."""
+        ...
+
+
+def shipped_models() -> dict[str, Path]:
+    """Names of the models that ship inside the package (no download needed)."""
+    if not SHIPPED_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(SHIPPED_DIR.iterdir()) if (p / CONFIG_FILE).is_file()}
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
+    """A shipped model's name or a model folder -> the folder (ModelFileError if neither)."""
+    shipped = shipped_models()
+    if isinstance(name_or_path, str) and name_or_path in shipped:
+        return shipped[name_or_path]
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    names = ", ".join(shipped) or "none"
+    raise ModelFileError(
+        f"model '{name_or_path}' is neither a shipped model ({names}) nor a model folder"
+    )
+
+
+def read_model_files(folder: str | os.PathLike) -> tuple[dict, dict]:
+    """(config, metadata) of a model folder, with the format version checked."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{folder}: not a hopnet model folder (missing {Path(exc.filename).name})")
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{folder}: corrupt model file ({exc.msg} at line {exc.lineno})")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{folder}: model format version {version!r}, this hopnet reads version {FORMAT_VERSION}"
+            f" (written by hopnet {metadata.get('hopnet_version', '?')})"
+        )
+    if config.get("kind") not in _LOADERS:
+        raise ModelFileError(f"{folder}: unknown model kind {config.get('kind')!r}")
+    return config, metadata
+
+
+def load_model(name_or_path: str | os.PathLike) -> BarrierPredictor:
+    """Load a shipped model by name (e.g. ``"default"``) or a model folder written by hopnet."""
+    folder = resolve_model_dir(name_or_path)
+    config, metadata = read_model_files(folder)
+    module, func = _LOADERS[config["kind"]].split(":")
+    import importlib
+
+    loader: Callable = getattr(importlib.import_module(module), func)
+    predictor = loader(folder, config, metadata)
+    return predictor
+
+
+def new_metadata(**fields: Any) -> dict:
+    """The metadata block every model folder carries (provenance filled in here)."""
+    from hopnet.provenance import git_commit, package_version
+
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "hopnet_version": package_version(),
+        "git_commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "target": "migration barrier E_m",
+        "units": "eV",
+    }
+    meta.update(fields)
+    return meta
+
+
+def write_model_dir(
+    folder: str | os.PathLike,
+    config: dict,
+    metadata: dict,
+    write_payload: Callable[[Path], None],
+) -> Path:
+    """Write a model folder atomically: everything goes to a temporary sibling folder which then
+    replaces ``folder`` in one rename, so a crash never leaves a half-written model."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        write_payload(tmp)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old.{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
