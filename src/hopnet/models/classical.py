@@ -1,0 +1,428 @@
+"""The classical baseline: tree ensembles on path-geometry descriptors (:mod:`hopnet.descriptors`).
+
+A model is an ensemble of *members*, one per seed; a member is the average of one or more fitted
+tree ensembles (*components*: gradient boosting, random forest or extra trees) trained on the
+descriptors of the training bands, on ``log1p(E_m)`` by default. Predictions are barriers in eV;
+the ensemble mean and the standard deviation over members are returned.
+
+Storage (no pickles)::
+
+    MODEL/
+      config.json     {"kind": "classical", ...ClassicalConfig...}
+      metadata.json   provenance, members (seeds), feature_names, sklearn version, training metrics
+      trees.npz       for member m, component c: the trees' node arrays concatenated
+                      (m{m}c{c}_left/right/feature/threshold/value/root) and, in metadata, the
+                      component's kind, initial value and scale
+
+Prediction walks these arrays with numpy (the same ``float32(x) <= threshold`` rule and the same
+summation order as scikit-learn), so loading needs neither scikit-learn nor a matching version,
+and a loaded model predicts bit for bit what the trained one did.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from hopnet.descriptors import FEATURE_NAMES, DescriptorConfig, band_descriptors
+from hopnet.errors import DataError, HopnetError, ModelFileError, PathError
+from hopnet.models.base import Prediction, new_metadata, write_model_dir
+
+log = logging.getLogger(__name__)
+
+KIND = "classical"
+TREES_FILE = "trees.npz"
+EstimatorName = Literal["gbr", "rf", "extra-trees"]
+_GBR_LOSSES = ("squared_error", "absolute_error", "huber", "quantile")
+_FOREST_LOSSES = ("squared_error", "absolute_error", "friedman_mse", "poisson")
+
+
+@dataclass
+class EstimatorConfig:
+    """One tree ensemble. ``loss`` is the boosting loss for ``gbr`` and the split criterion for
+    the forests; ``subsample`` and ``learning_rate`` only apply to ``gbr``."""
+
+    estimator: EstimatorName = "gbr"
+    loss: str = "huber"
+    n_estimators: int = 600
+    learning_rate: float = 0.03
+    max_depth: int | None = 4
+    subsample: float = 0.8
+    min_samples_leaf: int = 1
+    max_features: float | str | None = None
+
+    @classmethod
+    def defaults(cls, estimator: EstimatorName) -> "EstimatorConfig":
+        """Sensible settings for each estimator on this data (the gbr ones are the baseline)."""
+        if estimator == "gbr":
+            return cls()
+        if estimator in ("rf", "extra-trees"):
+            return cls(estimator=estimator, loss="squared_error", n_estimators=500, max_depth=None,
+                       subsample=1.0, min_samples_leaf=2, max_features=0.5)
+        raise HopnetError(f"unknown estimator {estimator!r}; use gbr, rf or extra-trees")
+
+    def check(self) -> None:
+        """Raise :class:`HopnetError` (one line) for settings scikit-learn would reject."""
+        if self.estimator not in ("gbr", "rf", "extra-trees"):
+            raise HopnetError(f"unknown estimator {self.estimator!r}; use gbr, rf or extra-trees")
+        losses = _GBR_LOSSES if self.estimator == "gbr" else _FOREST_LOSSES
+        if self.loss not in losses:
+            raise HopnetError(f"loss {self.loss!r} is not valid for {self.estimator}; use one of {', '.join(losses)}")
+        if int(self.n_estimators) < 1:
+            raise HopnetError(f"n_estimators must be at least 1, got {self.n_estimators}")
+        if not 0.0 < float(self.subsample) <= 1.0:
+            raise HopnetError(f"subsample must lie in (0, 1], got {self.subsample}")
+        if self.max_depth is not None and int(self.max_depth) < 1:
+            raise HopnetError(f"max_depth must be at least 1 or None, got {self.max_depth}")
+
+    def make(self, seed: int) -> Any:
+        """The unfitted scikit-learn estimator (single-threaded)."""
+        from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+
+        self.check()
+        if self.estimator == "gbr":
+            return GradientBoostingRegressor(
+                loss=self.loss, n_estimators=int(self.n_estimators), learning_rate=float(self.learning_rate),
+                max_depth=self.max_depth, subsample=float(self.subsample),
+                min_samples_leaf=int(self.min_samples_leaf), max_features=self.max_features, random_state=seed,
+            )
+        cls = RandomForestRegressor if self.estimator == "rf" else ExtraTreesRegressor
+        return cls(
+            criterion=self.loss, n_estimators=int(self.n_estimators), max_depth=self.max_depth,
+            min_samples_leaf=int(self.min_samples_leaf), max_features=self.max_features,
+            random_state=seed, n_jobs=1,
+        )
+
+
+@dataclass
+class ClassicalConfig(EstimatorConfig):
+    """The classical model: the main estimator's settings (inherited fields), optional blend
+    partners averaged with it, the target transform and the descriptor settings (Å)."""
+
+    log_target: bool = True  # fit log1p(E_m / eV) and predict expm1 of it
+    blend: list[EstimatorConfig] = field(default_factory=list)
+    n_images: int = 5
+    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
+
+    def components(self) -> list[EstimatorConfig]:
+        main = EstimatorConfig(**{f.name: getattr(self, f.name) for f in fields(EstimatorConfig)})
+        return [main, *self.blend]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["kind"] = KIND
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassicalConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ModelFileError`."""
+        d = {k: v for k, v in d.items() if k != "kind"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelFileError(f"classical config: unknown setting(s) {', '.join(unknown)}")
+        est_known = {f.name for f in fields(EstimatorConfig)}
+        blend = []
+        for b in d.pop("blend", []) or []:
+            bad = sorted(set(b) - est_known)
+            if bad:
+                raise ModelFileError(f"classical config: unknown blend setting(s) {', '.join(bad)}")
+            blend.append(EstimatorConfig(**b))
+        desc = d.pop("descriptor", None) or {}
+        dknown = {f.name for f in fields(DescriptorConfig)}
+        if set(desc) - dknown:
+            raise ModelFileError(
+                f"classical config: unknown descriptor setting(s) {', '.join(sorted(set(desc) - dknown))}"
+            )
+        return cls(**d, blend=blend, descriptor=DescriptorConfig(**desc))
+
+
+# ---------------------------------------------------------------- tree arrays and their prediction
+
+
+@dataclass
+class TreeArrays:
+    """All trees of one fitted ensemble, nodes concatenated (child indices global, -1 = leaf).
+
+    ``kind`` "boosting": prediction = ``init + scale * tree_1 + scale * tree_2 + ...`` (summed in
+    tree order); "forest": the mean of the trees."""
+
+    kind: Literal["boosting", "forest"]
+    init: float
+    scale: float
+    root: np.ndarray  # (n_trees,) int64 index of each tree's root
+    left: np.ndarray  # (n_nodes,) int64
+    right: np.ndarray
+    feature: np.ndarray  # (n_nodes,) int64 (meaningless on leaves)
+    threshold: np.ndarray  # (n_nodes,) float64
+    value: np.ndarray  # (n_nodes,) float64
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> "TreeArrays":
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        if isinstance(model, GradientBoostingRegressor):
+            trees = [t.tree_ for t in model.estimators_[:, 0]]
+            kind, scale = "boosting", float(model.learning_rate)
+            init = float(np.asarray(model.init_.predict(np.zeros((1, model.n_features_in_)))).ravel()[0])
+        else:
+            trees = [t.tree_ for t in model.estimators_]
+            kind, scale, init = "forest", 1.0, 0.0
+        parts = {k: [] for k in ("left", "right", "feature", "threshold", "value")}
+        roots, offset = [], 0
+        for t in trees:
+            state = t.__getstate__()
+            nodes = state["nodes"]
+            left = nodes["left_child"].astype(np.int64)
+            right = nodes["right_child"].astype(np.int64)
+            leaf = left < 0
+            parts["left"].append(np.where(leaf, -1, left + offset))
+            parts["right"].append(np.where(leaf, -1, right + offset))
+            parts["feature"].append(np.where(leaf, 0, nodes["feature"]).astype(np.int64))
+            parts["threshold"].append(nodes["threshold"].astype(np.float64))
+            parts["value"].append(np.asarray(state["values"], dtype=np.float64).reshape(len(nodes), -1)[:, 0])
+            roots.append(offset)
+            offset += len(nodes)
+        return cls(kind, init, scale, np.asarray(roots, dtype=np.int64),
+                   **{k: np.concatenate(v) for k, v in parts.items()})
+
+    def leaf_values(self, X: np.ndarray) -> np.ndarray:
+        """(n_trees, n_samples) value of the leaf each sample reaches in each tree. Features are
+        compared as float32, exactly as scikit-learn does."""
+        Xf = np.asarray(X, dtype=np.float32).astype(np.float64)
+        n = Xf.shape[0]
+        node = np.repeat(self.root[:, None], n, axis=1)
+        cols = np.broadcast_to(np.arange(n)[None, :], node.shape)
+        active = self.left[node] >= 0
+        while active.any():
+            nd = node[active]
+            go_left = Xf[cols[active], self.feature[nd]] <= self.threshold[nd]
+            node[active] = np.where(go_left, self.left[nd], self.right[nd])
+            active = self.left[node] >= 0
+        return self.value[node]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        vals = self.leaf_values(X)
+        if self.kind == "boosting":
+            out = np.full(vals.shape[1], self.init)
+            for v in vals:  # tree order, as scikit-learn sums its stages
+                out += self.scale * v
+            return out
+        out = np.zeros(vals.shape[1])
+        for v in vals:
+            out += v
+        return out / len(vals)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}_{k}": getattr(self, k) for k in ("root", "left", "right", "feature", "threshold", "value")}
+
+    def header(self) -> dict:
+        return {"kind": self.kind, "init": self.init, "scale": self.scale, "n_trees": int(len(self.root))}
+
+    @classmethod
+    def from_arrays(cls, header: dict, npz: Any, prefix: str) -> "TreeArrays":
+        try:
+            arrays = {k: np.asarray(npz[f"{prefix}_{k}"]) for k in ("root", "left", "right", "feature", "threshold", "value")}
+            kind, init, scale = header["kind"], float(header["init"]), float(header["scale"])
+        except KeyError as exc:
+            raise ModelFileError(f"{TREES_FILE}: missing {exc.args[0]!r} for component {prefix}") from None
+        if kind not in ("boosting", "forest"):
+            raise ModelFileError(f"{TREES_FILE}: component {prefix} has unknown kind {kind!r}")
+        n_nodes = len(arrays["value"])
+        for k in ("left", "right", "feature", "threshold"):
+            if len(arrays[k]) != n_nodes:
+                raise ModelFileError(f"{TREES_FILE}: component {prefix} arrays differ in length")
+        inner = arrays["left"] >= 0
+        if n_nodes == 0 or len(arrays["root"]) == 0 or np.any(arrays["left"] >= n_nodes) or np.any(arrays["right"][inner] >= n_nodes) \
+                or np.any(arrays["right"][inner] < 0) or np.any(arrays["root"] >= n_nodes):
+            raise ModelFileError(f"{TREES_FILE}: component {prefix} has corrupt node indices")
+        return cls(kind, init, scale, **arrays)
+
+
+# ---------------------------------------------------------------- descriptors
+
+
+def band_structures(entries: Iterable[Any], n_images: int = 5) -> list:
+    """Bands of data-set entries (``Entry`` or dicts with ``atoms``), rebuilt through
+    :class:`~hopnet.paths.MigrationPath` exactly as a user's path would be (no validation)."""
+    from hopnet.paths import MigrationPath
+
+    out = []
+    for e in entries:
+        atoms = e.atoms if hasattr(e, "atoms") else e["atoms"]
+        try:
+            out.append(MigrationPath.from_band(atoms, n_images=n_images, validate=False))
+        except HopnetError as exc:
+            eid = getattr(e, "id", None) or (e.get("sys_name") if isinstance(e, dict) else "?")
+            raise type(exc)(f"entry {eid}: {exc}") from None
+    return out
+
+
+def path_descriptors(paths: Sequence[Any], n_images: int | None = None,
+                     config: DescriptorConfig | None = None) -> np.ndarray:
+    """(n_paths, n_features) descriptors of :class:`~hopnet.paths.MigrationPath` objects."""
+    rows = []
+    for i, p in enumerate(paths):
+        if not hasattr(p, "band"):
+            raise PathError(f"path #{i} is a {type(p).__name__}, not a MigrationPath")
+        k = p.n_images if n_images is None else n_images
+        rows.append(band_descriptors(p.band(), k, config))
+    if not rows:
+        return np.zeros((0, len(FEATURE_NAMES)))
+    X = np.stack(rows)
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise PathError(f"path #{int(np.argmax(bad))}: non-finite descriptors (degenerate geometry)")
+    return X
+
+
+# ---------------------------------------------------------------- the predictor
+
+
+class ClassicalPredictor:
+    """An ensemble of descriptor-based tree models; ``predict_paths`` gives E_m in eV."""
+
+    def __init__(self, name: str, config: ClassicalConfig, metadata: dict,
+                 members: list[list[TreeArrays]]) -> None:
+        if not members or not all(members):
+            raise ModelFileError(f"classical model {name!r} has no fitted members")
+        self.name = name
+        self.config = config
+        self.metadata = metadata
+        self.members = members
+
+    def predict_descriptors(self, X: np.ndarray) -> Prediction:
+        """Barriers (eV) from a descriptor matrix ordered as :data:`FEATURE_NAMES`."""
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES):
+            raise DataError(f"descriptor matrix must be (n, {len(FEATURE_NAMES)}), got {X.shape}")
+        per_member = []
+        for comps in self.members:
+            raw = comps[0].predict(X)
+            for c in comps[1:]:
+                raw = raw + c.predict(X)
+            raw = raw / len(comps)
+            per_member.append(np.expm1(raw) if self.config.log_target else raw)
+        m = np.stack(per_member) if X.shape[0] else np.zeros((len(self.members), 0))
+        return Prediction(mean=m.mean(axis=0), std=m.std(axis=0), model=self.name, members=m)
+
+    def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Prediction:
+        """Barriers (eV) of ``hopnet.paths.MigrationPath`` objects, in input order
+        (``batch_size`` is accepted for interface compatibility; descriptors are cheap)."""
+        X = path_descriptors(list(paths), self.config.n_images, self.config.descriptor)
+        return self.predict_descriptors(X)
+
+
+def fit_members(X: np.ndarray, y: np.ndarray, config: ClassicalConfig,
+                seeds: Sequence[int] = (0,)) -> list[list[TreeArrays]]:
+    """Fit one member per seed on descriptors ``X`` and barriers ``y`` (eV)."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if X.ndim != 2 or len(X) != len(y) or len(y) < 2:
+        raise DataError(f"need at least 2 training rows with matching targets, got X {X.shape}, y {y.shape}")
+    if not np.isfinite(X).all() or not np.isfinite(y).all():
+        raise DataError("training descriptors or targets contain NaN/inf")
+    if config.log_target and (y <= -1).any():
+        raise DataError("log_target needs barriers above -1 eV")
+    target = np.log1p(y) if config.log_target else y
+    if not seeds:
+        raise HopnetError("at least one seed is needed")
+    members = []
+    for seed in seeds:
+        comps = []
+        for est in config.components():
+            model = est.make(int(seed)).fit(X, target)
+            comps.append(TreeArrays.from_sklearn(model))
+        members.append(comps)
+    return members
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
+
+
+def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalConfig | None = None,
+                    seeds: Sequence[int] = (0,)) -> Path:
+    """Fit the classical model on ``dataset`` (a :class:`~hopnet.datasets.Dataset`, a registered
+    name or a band-format JSON file), one member per seed, and write a model folder of kind
+    "classical" at ``out_dir``. Returns the folder."""
+    from hopnet.datasets import Dataset, load
+    from hopnet.metrics import regression_metrics
+
+    config = config or ClassicalConfig()
+    for est in config.components():
+        est.check()
+    ds = dataset if isinstance(dataset, Dataset) else load(dataset)
+    if len(ds) < 2:
+        raise DataError(f"cannot train on {len(ds)} entries")
+    paths = band_structures(ds, config.n_images)
+    X = path_descriptors(paths, config.n_images, config.descriptor)
+    y = ds.targets
+    seeds = [int(s) for s in seeds]
+    log.info("training classical model on %d paths, %d member(s)", len(y), len(seeds))
+    members = fit_members(X, y, config, seeds)
+    name = Path(out_dir).name
+    pred = ClassicalPredictor(name, config, {}, members).predict_descriptors(X)
+    arrays: dict[str, np.ndarray] = {}
+    headers = []
+    for m, comps in enumerate(members):
+        headers.append([c.header() for c in comps])
+        for c_i, c in enumerate(comps):
+            arrays.update(c.arrays(f"m{m}c{c_i}"))
+    metadata = new_metadata(
+        data_hash=ds.sha256,
+        data=ds.provenance(),
+        target_scaling="log1p" if config.log_target else "none",
+        members={"seeds": seeds},
+        components=headers,
+        feature_names=list(FEATURE_NAMES),
+        sklearn_version=_sklearn_version(),
+        metrics={"train": regression_metrics(y, pred.mean)},
+    )
+
+    def payload(tmp: Path) -> None:
+        with open(tmp / TREES_FILE, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return write_model_dir(out_dir, config.to_dict(), metadata, payload)
+
+
+def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> ClassicalPredictor:
+    """The loader :func:`hopnet.models.base.load_model` calls for kind "classical"."""
+    folder = Path(folder)
+    cfg = ClassicalConfig.from_dict(config)
+    names = metadata.get("feature_names")
+    if names != list(FEATURE_NAMES):
+        raise ModelFileError(
+            f"{folder}: the model was trained on other descriptors ({len(names or [])} features) than "
+            f"this hopnet computes ({len(FEATURE_NAMES)}); retrain it"
+        )
+    headers = metadata.get("components")
+    if not isinstance(headers, list) or not headers:
+        raise ModelFileError(f"{folder}: metadata lists no fitted members")
+    trained_with = metadata.get("sklearn_version")
+    if trained_with and trained_with != _installed_sklearn():
+        log.debug("%s was fitted with scikit-learn %s; prediction does not depend on it", folder, trained_with)
+    try:
+        with np.load(folder / TREES_FILE, allow_pickle=False) as npz:
+            members = [[TreeArrays.from_arrays(h, npz, f"m{m}c{c}") for c, h in enumerate(comps)]
+                       for m, comps in enumerate(headers)]
+    except FileNotFoundError:
+        raise ModelFileError(f"{folder}: missing {TREES_FILE}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{folder}: unreadable {TREES_FILE} ({exc})") from None
+    return ClassicalPredictor(folder.name, cfg, metadata, members)
+
+
+def _installed_sklearn() -> str | None:
+    try:
+        return _sklearn_version()
+    except ImportError:
+        return None

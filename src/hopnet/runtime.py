@@ -1,0 +1,41 @@
+"""Process-level settings for CPU training and inference.
+
+glibc serves every allocation above its mmap threshold (at most 32 MB) with a fresh ``mmap``
+and gives it back to the kernel on free. ALIGNN's bond-pair tensors (tens of thousands of rows
+× hidden features) are far above that, so each training step pays for zero-filling and faulting
+in gigabytes of fresh pages: on this project's CPUs that was 3-4× the arithmetic
+(``benchmarks/encoder_micro.py --malloc-cache``). :func:`tune_allocator` keeps freed memory in
+the heap instead. It is called by hopnet's training and benchmark entry points, never at import.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_done = False
+
+
+def tune_allocator() -> bool:
+    """Keep large freed blocks in the heap (glibc only). Returns True when applied."""
+    global _done
+    if _done:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+    _done = ok
+    log.debug("glibc allocator tuned for large tensors: %s", ok)
+    return ok
