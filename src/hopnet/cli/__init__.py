@@ -18,6 +18,8 @@ from hopnet.errors import HopnetError
 # subcommand name -> module under hopnet.cli (imported lazily so `hopnet --help` is fast)
 SUBCOMMANDS: dict[str, str] = {
     "datasets": "hopnet.cli.datasets_cmd",
+    "train": "hopnet.cli.train_cmd",
+    "evaluate": "hopnet.cli.evaluate_cmd",
 }
 
 

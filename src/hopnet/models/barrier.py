@@ -256,25 +256,11 @@ class BarrierModel(nn.Module):
         return batch.is_mobile | (batch.path_dist <= self.config.path_radius)
 
     def _encode(self, batch: Any) -> Tensor:
-        """Pooled [G, H] per graph of the batch."""
-        enc = self.encoder
-        if self.delta_embedding is None:
-            out = enc(batch)
-            mask = self.path_mask(batch)
-            if mask is None:
-                return out.pooled
-            return enc.pool(out.node, batch.batch, mask=mask, num_graphs=batch.num_graphs)
-        # Model 2: the encoder's forward with the bond-length change added to the bond embedding
-        x, edge_index, edge_len, lg_edge_index, lg_cos, index, num_graphs = enc._inputs(batch)
-        dtype = enc.atom_embedding.linear.weight.dtype
-        h = enc.atom_embedding(x.to(dtype))
-        e = enc.edge_embedding(edge_len.to(dtype)) + self.delta_embedding(batch.delta_len.to(dtype))
-        t = enc.angle_embedding(lg_cos.to(dtype)) if enc.angle_embedding is not None else None
-        for layer in enc.alignn_layers:
-            h, e, t = layer(h, e, t, edge_index, lg_edge_index)
-        for conv in enc.gcn_layers:
-            h, e = conv(h, e, edge_index)
-        return enc.pool(h, index, mask=self.path_mask(batch), num_graphs=num_graphs)
+        """Pooled [G, H] per graph of the batch (Model 2 adds the bond-length change to the bonds)."""
+        extra = None
+        if self.delta_embedding is not None:
+            extra = self.delta_embedding(batch.delta_len.to(self.target_mean.dtype))
+        return self.encoder(batch, edge_extra=extra, pool_mask=self.path_mask(batch)).pooled
 
     def forward(self, batch: Any) -> Tensor:
         pooled = self._encode(batch)
@@ -338,23 +324,27 @@ class GNNPredictor:
     def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Any:
         """Barriers (eV) of ``hopnet.paths.MigrationPath`` objects (bands and data-set entries are
         accepted too), ensemble mean and std, in input order."""
-        from hopnet.models.base import Prediction
-        from hopnet.training.data import BarrierGraphs, make_loader
+        from hopnet.training.data import BarrierGraphs
 
-        items = list(paths)
-        if not items:
-            z = np.zeros(0)
-            return Prediction(mean=z, std=z.copy(), model=self.name, members=np.zeros((len(self.members), 0)))
-        data = BarrierGraphs(items, self.config, targets=None, cache=None)
-        loader = make_loader(data, batch_size=batch_size or 16, shuffle=False,
-                             max_atoms=self.batch_limits.get("max_batch_atoms"),
-                             max_line_edges=self.batch_limits.get("max_batch_line_edges"))
-        out = np.zeros((len(self.members), len(items)))
-        with torch.no_grad():
-            for k, model in enumerate(self.members):
-                preds = [model.predict_ev(batch).double().cpu().numpy() for batch in loader]
-                out[k] = np.concatenate(preds)
-        std = out.std(axis=0) if len(self.members) > 1 else np.zeros(len(items))
+        data = BarrierGraphs(list(paths), self.config, targets=None, cache=None)
+        return self.predict_graphs(data, batch_size)
+
+    def predict_graphs(self, data: Any, batch_size: int | None = None) -> Any:
+        """Predictions for a prepared :class:`hopnet.training.data.BarrierGraphs`."""
+        from hopnet.models.base import Prediction
+        from hopnet.training.data import make_loader
+
+        n = len(data)
+        out = np.zeros((len(self.members), n))
+        if n:
+            loader = make_loader(data, batch_size=batch_size or 16, shuffle=False,
+                                 max_atoms=self.batch_limits.get("max_batch_atoms"),
+                                 max_line_edges=self.batch_limits.get("max_batch_line_edges"))
+            with torch.no_grad():
+                for k, model in enumerate(self.members):
+                    model.eval()
+                    out[k] = np.concatenate([model.predict_ev(b).double().cpu().numpy() for b in loader])
+        std = out.std(axis=0) if len(self.members) > 1 else np.zeros(n)
         return Prediction(mean=out.mean(axis=0), std=std, model=self.name, members=out)
 
 

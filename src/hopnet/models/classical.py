@@ -219,7 +219,12 @@ class TreeArrays:
         return out / len(vals)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        return {f"{prefix}_{k}": getattr(self, k) for k in ("root", "left", "right", "feature", "threshold", "value")}
+        """Arrays to store; indices narrowed to int32 / features to int16 (widened on load)."""
+        small = {"root": np.int32, "left": np.int32, "right": np.int32, "feature": np.int16}
+        if len(self.value) >= 2**31 - 1:  # pragma: no cover - absurdly large forests
+            small = {}
+        return {f"{prefix}_{k}": getattr(self, k).astype(small.get(k, getattr(self, k).dtype))
+                for k in ("root", "left", "right", "feature", "threshold", "value")}
 
     def header(self) -> dict:
         return {"kind": self.kind, "init": self.init, "scale": self.scale, "n_trees": int(len(self.root))}
@@ -227,7 +232,8 @@ class TreeArrays:
     @classmethod
     def from_arrays(cls, header: dict, npz: Any, prefix: str) -> "TreeArrays":
         try:
-            arrays = {k: np.asarray(npz[f"{prefix}_{k}"]) for k in ("root", "left", "right", "feature", "threshold", "value")}
+            arrays = {k: np.asarray(npz[f"{prefix}_{k}"], dtype=np.float64 if k in ("threshold", "value") else np.int64)
+                      for k in ("root", "left", "right", "feature", "threshold", "value")}
             kind, init, scale = header["kind"], float(header["init"]), float(header["scale"])
         except KeyError as exc:
             raise ModelFileError(f"{TREES_FILE}: missing {exc.args[0]!r} for component {prefix}") from None

@@ -108,11 +108,17 @@ class AlignnEncoder(nn.Module):
         return x, edge_index, edge_len, lg_edge_index, lg_cos, index, num_graphs
 
     # ----------------------------------------------------------------- forward
-    def forward(self, batch: Any) -> EncoderOutput:
+    def forward(self, batch: Any, edge_extra: Tensor | None = None,
+                pool_mask: Tensor | None = None) -> EncoderOutput:
+        """Encode a batch. ``edge_extra`` [E, H] is added to the bond embedding (extra per-bond
+        information, e.g. Model 2's bond-length change along the hop); ``pool_mask`` [N] bool
+        restricts the pooled vector to a subset of atoms."""
         x, edge_index, edge_len, lg_edge_index, lg_cos, index, num_graphs = self._inputs(batch)
         dtype = self.atom_embedding.linear.weight.dtype
         h = self.atom_embedding(x.to(dtype))
         e = self.edge_embedding(edge_len.to(dtype))
+        if edge_extra is not None:
+            e = e + edge_extra.to(dtype)
         ckpt = self.config.checkpointing and self.training and torch.is_grad_enabled()
         t = None
         if self.angle_embedding is not None:
@@ -122,7 +128,7 @@ class AlignnEncoder(nn.Module):
             h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
         for conv in self.gcn_layers:
             h, e = conv(h, e, edge_index)
-        return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, num_graphs=num_graphs))
+        return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, mask=pool_mask, num_graphs=num_graphs))
 
     @staticmethod
     def _maybe_checkpoint(enabled: bool, module: nn.Module, *args: Any) -> Any:

@@ -178,6 +178,19 @@ class BarrierGraphs(TorchDataset):
         self.n_line_edges = np.array([sum(int(g.lg_edge_index.shape[1]) for g in s) for s in self.samples],
                                      dtype=np.int64)
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "BarrierGraphs":
+        """A view on the paths at ``indices`` (graphs shared, not copied)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        out = object.__new__(BarrierGraphs)
+        out.config = self.config
+        out.targets = self.targets[idx]
+        out.ids = [self.ids[i] for i in idx]
+        out.samples = [self.samples[i] for i in idx]
+        out.descriptors = None if self.descriptors is None else self.descriptors[idx]
+        out.n_atoms = self.n_atoms[idx]
+        out.n_line_edges = self.n_line_edges[idx]
+        return out
+
     @property
     def n_descriptors(self) -> int:
         return 0 if self.descriptors is None else int(self.descriptors.shape[1])
@@ -214,7 +227,10 @@ class _EpochHolder:
 
 class SizeCappedBatchSampler:
     """Batches of at most ``batch_size`` paths, ``max_atoms`` atoms and ``max_line_edges``
-    line-graph edges (None = no cap). Shuffled per epoch from ``seed`` + epoch when ``shuffle``."""
+    line-graph edges (None = no cap). Shuffled per epoch from ``seed`` + epoch when ``shuffle``.
+
+    The shuffle key is ``epoch_fn()`` when set (:func:`hopnet.training.train.train` sets it to
+    the trainer's global step, exact after a resume too), else what ``set_epoch`` last stored."""
 
     def __init__(self, n_atoms: Sequence[int], n_line_edges: Sequence[int], batch_size: int,
                  max_atoms: int | None = None, max_line_edges: int | None = None,
@@ -229,13 +245,15 @@ class SizeCappedBatchSampler:
         self.shuffle = shuffle
         self.seed = int(seed)
         self.sampler = _EpochHolder()
+        self.epoch_fn: Any = None
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
     def batches(self) -> list[list[int]]:
         n = len(self.n_atoms)
-        order = (np.random.default_rng([self.seed, self.sampler.epoch]).permutation(n)
+        epoch = int(self.epoch_fn()) if self.epoch_fn is not None else self.sampler.epoch
+        order = (np.random.default_rng([self.seed, epoch]).permutation(n)
                  if self.shuffle else np.arange(n))
         cap_a = self.max_atoms if self.max_atoms else math.inf
         cap_l = self.max_line_edges if self.max_line_edges else math.inf

@@ -1,0 +1,255 @@
+"""``train``: fit a barrier model (or an ensemble) with Lightning and write a ``gnn`` model folder.
+
+Output layout::
+
+    OUT/
+      model/                   the model folder (kind "gnn"): config.json, metadata.json, weights.pt
+      runs/member-K/           per ensemble member: checkpoints/last.ckpt (+ best.ckpt with a
+                               validation fold), logs/version_N/metrics.csv, final.pt (done marker)
+
+``resume=True`` continues each unfinished member from its ``last.ckpt`` (``ckpt_path="last"``)
+and reuses members that already finished; without it, the members' run folders are started afresh.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from hopnet.errors import DataError, HopnetError
+from hopnet.models.barrier import WEIGHTS_FILE, BarrierModelConfig, GNNPredictor, build_model
+from hopnet.provenance import atomic_write_bytes
+from hopnet.training.config import TrainingConfig
+from hopnet.training.data import BarrierGraphs, make_loader
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+RUNS_DIR = "runs"
+FINAL_FILE = "final.pt"
+
+
+def check_targets(dataset: Sequence[Any]) -> np.ndarray:
+    """Targets (eV) as float64; DataError naming the first entry whose target is not finite."""
+    y = np.array([getattr(e, "target", np.nan) for e in dataset], dtype=float)
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        e = dataset[int(bad[0])]
+        raise DataError(f"entry {getattr(e, 'id', int(bad[0]))!r} has a non-finite target "
+                        f"({y[bad[0]]}); {bad.size} such entries; fix the data before training")
+    return y
+
+
+def carve_validation(dataset: Sequence[Any], fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: whole groups (compounds when every entry has ``meta['compound']``,
+    else entries) are moved to validation, in a seeded order, until ``fraction`` of the entries
+    is reached; at least one group stays in training."""
+    from hopnet.datasets.splits import group_keys
+
+    n = len(dataset)
+    idx = np.arange(n)
+    if fraction <= 0 or n < 2:
+        return idx, idx[:0]
+    keys = np.asarray(group_keys(dataset), dtype=object).astype(str)
+    names, inverse = np.unique(keys, return_inverse=True)
+    if len(names) < 2:
+        return idx, idx[:0]
+    order = np.random.default_rng(seed).permutation(len(names))
+    want = max(1, int(round(fraction * n)))
+    val_groups: list[int] = []
+    count = 0
+    for g in order[:-1]:
+        if count >= want:
+            break
+        val_groups.append(int(g))
+        count += int((inverse == g).sum())
+    is_val = np.isin(inverse, val_groups)
+    return idx[~is_val], idx[is_val]
+
+
+def _float_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
+def _graph_cache(config: TrainingConfig) -> Any:
+    from hopnet.graphs import GraphCache
+
+    if config.cache_dir == "none":
+        return None
+    return GraphCache(config.cache_dir) if config.cache_dir else GraphCache()
+
+
+def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: TrainingConfig,
+                train_data: BarrierGraphs, val_data: BarrierGraphs | None, scaling: dict,
+                run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> dict:
+    """Train one member; returns {"state": state_dict, "seed", "epochs", "best_val_mae"}."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from hopnet.training.module import BarrierLitModule
+
+    final = run_dir / FINAL_FILE
+    if resume and final.exists():
+        log.info("member %d already finished (%s); reusing it", k, final)
+        return torch.load(final, map_location="cpu", weights_only=True)
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    model = build_model(model_config, train_data.n_descriptors)
+    model.set_scaling(scaling["target_mean"], scaling["target_std"],
+                      scaling.get("desc_mean"), scaling.get("desc_std"))
+    lit = BarrierLitModule(model, config)
+    has_val = val_data is not None and len(val_data) > 0
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                           monitor="val_mae" if has_val else None, mode="min",
+                           save_top_k=1 if has_val else 0, save_last=True)
+    cbs: list[Any] = [ckpt, *callbacks]
+    if has_val and config.patience > 0:
+        cbs.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.patience))
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        deterministic=True, callbacks=cbs, logger=CSVLogger(run_dir, name="logs"),
+        enable_progress_bar=config.progress_bar, enable_model_summary=False,
+        num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
+        gradient_clip_val=config.gradient_clip, default_root_dir=run_dir,
+    )
+    train_loader = make_loader(train_data, config.batch_size, shuffle=True, seed=seed,
+                               max_atoms=config.max_batch_atoms,
+                               max_line_edges=config.max_batch_line_edges, num_workers=config.num_workers)
+    val_loader = make_loader(val_data, config.batch_size, shuffle=False,
+                             max_atoms=config.max_batch_atoms,
+                             max_line_edges=config.max_batch_line_edges) if has_val else None
+    # Lightning creates an epoch's batch iterator before its set_epoch call, and its epoch counters
+    # are shifted after a resume; the optimizer step at which the epoch starts is exact in both
+    # cases, so it keys the shuffle and a resumed run sees the same batches as an uninterrupted one
+    # (the first iterator of a resumed run is even made before the step counter is restored)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    start = 0
+    if resume and last.is_file():
+        start = int(torch.load(last, map_location="cpu", weights_only=False).get("global_step", 0))
+    train_loader.batch_sampler.epoch_fn = lambda: max(trainer.global_step, start)
+    trainer.fit(lit, train_loader, val_loader, ckpt_path="last" if resume else None)
+    if trainer.interrupted:
+        raise HopnetError(f"training of member {k} was interrupted; rerun with --resume to continue")
+    best_path = ckpt.best_model_path if has_val else ""
+    if best_path and Path(best_path).is_file():
+        ck = torch.load(best_path, map_location="cpu", weights_only=False)
+        state = {key[len("model."):]: v for key, v in ck["state_dict"].items() if key.startswith("model.")}
+        best_epoch = int(ck.get("epoch", -1))
+    else:
+        state = _float_state(model)
+        best_epoch = int(trainer.current_epoch) - 1
+    score = ckpt.best_model_score
+    result = {
+        "state": state,
+        "seed": int(seed),
+        "epochs": int(trainer.current_epoch),
+        "best_epoch": best_epoch,
+        "best_val_mae": float(score) if score is not None else None,
+    }
+    buf = io.BytesIO()
+    torch.save(result, buf)
+    atomic_write_bytes(final, buf.getvalue())
+    return result
+
+
+def train(dataset: Any, model_config: BarrierModelConfig, training_config: TrainingConfig,
+          out_dir: str | os.PathLike, resume: bool = False, callbacks: Sequence[Any] = (),
+          extra_metadata: dict | None = None) -> Path:
+    """Train ``training_config.ensemble`` members on ``dataset`` (a ``hopnet.datasets.Dataset``
+    or a list of ``Entry``; targets in eV) and write the model folder ``out_dir/model``.
+
+    A validation fold (whole compounds, ``val_fraction``) is carved from ``dataset`` for early
+    stopping and model selection; every member shares it. Returns the model folder."""
+    from hopnet.metrics import regression_metrics
+    from hopnet.models.base import new_metadata, write_model_dir
+
+    out_dir = Path(out_dir)
+    y = check_targets(dataset)
+    if len(y) < 2:
+        raise DataError(f"need at least 2 training paths, got {len(y)}")
+    config = training_config
+    train_idx, val_idx = carve_validation(dataset, config.val_fraction, config.seed)
+    entries = list(dataset)
+    log.info("building graphs of %d paths (%s)", len(entries), model_config.variant)
+    all_data = BarrierGraphs(entries, model_config, targets=y, cache=_graph_cache(config))
+    train_data = all_data.subset(train_idx)
+    val_data = all_data.subset(val_idx) if len(val_idx) else None
+
+    ty = y[train_idx]
+    scaling: dict[str, Any] = {"target_mean": float(ty.mean()), "target_std": float(ty.std()) or 1.0}
+    if all_data.descriptors is not None:
+        d = all_data.descriptors[train_idx]
+        scaling["desc_mean"], scaling["desc_std"] = d.mean(axis=0), d.std(axis=0)
+
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    members = []
+    try:
+        for k in range(config.ensemble):
+            members.append(_fit_member(k, config.seed + k, model_config, config, train_data, val_data,
+                                       scaling, out_dir / RUNS_DIR / f"member-{k}", resume, callbacks))
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+
+    # validation metrics of each member and of the ensemble mean (eV)
+    models = []
+    for m in members:
+        model = build_model(model_config, all_data.n_descriptors, load_pretrained=False)
+        model.load_state_dict(m["state"], strict=True)
+        models.append(model)
+    metrics: dict[str, Any] = {}
+    member_info = [{k: m[k] for k in ("seed", "epochs", "best_epoch", "best_val_mae")} for m in members]
+    if val_data is not None:
+        pred = GNNPredictor("val", model_config, models, {}).predict_graphs(val_data, config.batch_size)
+        metrics["val"] = regression_metrics(y[val_idx], pred.mean)
+        for info, row in zip(member_info, pred.members):
+            r = regression_metrics(y[val_idx], row)
+            info["val_mae"], info["val_r2"] = r["mae"], r["r2"]
+
+    from hopnet.descriptors import FEATURE_NAMES
+
+    metadata = new_metadata(
+        name=out_dir.name,
+        kind="gnn",
+        variant=model_config.variant,
+        model_number=model_config.model_number,
+        data_hash=getattr(dataset, "sha256", None),
+        dataset=dataset.provenance() if hasattr(dataset, "provenance") else None,
+        n_train=int(len(train_idx)),
+        n_val=int(len(val_idx)),
+        val_ids=[entries[i].id for i in val_idx],
+        target_scaling={"mean": scaling["target_mean"], "std": scaling["target_std"]},
+        n_descriptors=all_data.n_descriptors,
+        descriptor_names=list(FEATURE_NAMES) if all_data.n_descriptors else [],
+        seeds=[m["seed"] for m in members],
+        members=member_info,
+        metrics=metrics,
+        weights_dtype="float16" if config.float16_weights else "float32",
+        **(extra_metadata or {}),
+    )
+    run_config = {"kind": "gnn", "model": model_config.to_dict(), "training": config.to_dict()}
+
+    def payload(folder: Path) -> None:
+        states = []
+        for m in members:
+            s = m["state"]
+            if config.float16_weights:
+                s = {k: v.half() if v.is_floating_point() else v for k, v in s.items()}
+            states.append(s)
+        torch.save(states, folder / WEIGHTS_FILE)
+
+    folder = write_model_dir(out_dir / MODEL_DIR, run_config, metadata, payload)
+    if "val" in metrics:
+        log.info("model written to %s (val MAE %.3f eV, R² %.3f)", folder, metrics["val"]["mae"],
+                 metrics["val"]["r2"])
+    return folder
