@@ -7,7 +7,7 @@ run from the smallest cell up so that an interrupted run holds the cheapest ones
 appended per path to ``--output`` (JSON lines; a rerun resumes), then summarised.
 
     HOPNET_DATA_DIR=/work/shared/data nice -n 10 python experiments/neb_baseline.py \
-        --output experiments/results/neb_baseline.jsonl
+        --output experiments/results/neb_baseline_idpp.jsonl
 
 ``--summary-only`` prints the comparison table of what the file holds without running NEB.
 """
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fmax", type=float, default=0.05)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--relax-steps", type=int, default=100)
+    ap.add_argument("--interpolation", default="idpp", choices=("idpp", "linear"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args(argv)
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%d paths selected (%s); data sha256 %s; %s, %s", len(chosen),
                  ", ".join(e.id for e in chosen), ds.sha256[:12], platform.processor() or platform.machine(),
                  f"{os.cpu_count()} cores")
-        config = NebConfig(fmax=args.fmax, steps=args.steps, relax_steps=args.relax_steps)
+        config = NebConfig(fmax=args.fmax, steps=args.steps, relax_steps=args.relax_steps,
+                           interpolation=args.interpolation)
         t0 = time.perf_counter()
         for pid, path, meta in paths_from_entries(chosen):
             res = run_neb_many([(pid, path, meta)], config, args.output)

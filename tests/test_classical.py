@@ -43,13 +43,16 @@ def test_tree_arrays_match_sklearn_bit_for_bit():
         np.testing.assert_array_equal(arr.predict(X[60:]), model.predict(X[60:]))
 
 
-def test_train_save_load_identical(tmp_path, small_ds):
-    cfg = ClassicalConfig(**SMALL)
+@pytest.mark.parametrize("reference", [False, True])
+def test_train_save_load_identical(tmp_path, small_ds, reference):
+    cfg = ClassicalConfig.gbr_reference() if reference else ClassicalConfig()
+    cfg.n_estimators, cfg.max_depth = SMALL["n_estimators"], SMALL["max_depth"]
     folder = train_classical(small_ds, tmp_path / "cl", cfg, seeds=(0,))
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metadata.json", "trees.npz"]
     config = json.loads((folder / "config.json").read_text())
     meta = json.loads((folder / "metadata.json").read_text())
-    assert config["kind"] == "classical" and config["n_estimators"] == 30 and config["loss"] == "huber"
+    assert config["kind"] == "classical" and config["n_estimators"] == 30
+    assert config["estimator"] == ("gbr" if reference else "extra-trees") and config["max_depth"] == 3
     assert meta["feature_names"] == list(FEATURE_NAMES) and meta["members"] == {"seeds": [0]}
     assert meta["target_scaling"] == "log1p" and meta["sklearn_version"]
     assert meta["data_hash"] == small_ds.sha256
@@ -69,8 +72,7 @@ def test_train_save_load_identical(tmp_path, small_ds):
 
 
 def test_two_seed_ensemble_and_blend(tmp_path, small_ds):
-    cfg = ClassicalConfig(**SMALL, blend=[EstimatorConfig(estimator="extra-trees", loss="squared_error",
-                                                          n_estimators=10, max_depth=None)])
+    cfg = ClassicalConfig(**SMALL, blend=[EstimatorConfig(n_estimators=10, max_depth=2)])  # + boosting
     folder = train_classical(small_ds, tmp_path / "ens", cfg, seeds=(0, 1))
     model = load_model(folder)
     assert len(model.members) == 2 and all(len(m) == 2 for m in model.members)
@@ -103,5 +105,9 @@ def test_config_checks():
         EstimatorConfig(estimator="extra-trees", loss="huber").check()
     with pytest.raises(ModelFileError, match="unknown setting"):
         ClassicalConfig.from_dict({"kind": "classical", "n_trees": 3})
+    ref = ClassicalConfig.gbr_reference()
+    assert (ref.estimator, ref.loss, ref.n_estimators, ref.learning_rate, ref.max_depth, ref.subsample) == (
+        "gbr", "huber", 600, 0.03, 4, 0.8)
+    ref.check()
     d = ClassicalConfig().to_dict()
     assert d["kind"] == "classical" and ClassicalConfig.from_dict(d) == ClassicalConfig()

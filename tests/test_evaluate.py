@@ -102,7 +102,9 @@ def test_evaluate_real_classical_model(tmp_path, data_file):
     from hopnet.models.classical import ClassicalConfig, train_classical
 
     ds = load(data_file)
-    folder = train_classical(ds, tmp_path / "m", ClassicalConfig(n_estimators=5, max_depth=2), seeds=(0, 1))
+    cfg = ClassicalConfig.gbr_reference()
+    cfg.n_estimators, cfg.max_depth = 5, 2
+    folder = train_classical(ds, tmp_path / "m", cfg, seeds=(0, 1))
     out = tmp_path / "r.json"
     assert main(["evaluate", "--model", str(folder), "--data", str(data_file), "--output", str(out)]) == 0
     r = json.loads(out.read_text())

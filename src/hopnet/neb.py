@@ -190,10 +190,8 @@ def _optimizer(name: str) -> Any:
 
 
 def _neb_class() -> Any:
-    try:
-        from ase.mep import NEB
-    except ImportError:  # ASE < 3.23
-        from ase.neb import NEB
+    from ase.mep import NEB  # ase >= 3.23 (the pinned minimum)
+
     return NEB
 
 
@@ -246,8 +244,13 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
     for im in images:
         im.calc = _calculator(model, config.device)
     neb = _neb_class()(images, k=config.spring, climb=config.climb, method="improvedtangent")
-    # positions are unwrapped (the final ion sits at initial + hop vector), so no minimum image
-    neb.interpolate(method=config.interpolation, mic=False)
+    # positions are unwrapped (the final ion sits at initial + hop vector, the path's image
+    # convention), so the straight line needs no minimum image; IDPP's target pair distances do
+    neb.interpolate(method="linear", mic=False)
+    if config.interpolation == "idpp":
+        from ase.mep.neb import idpp_interpolate
+
+        idpp_interpolate(neb, traj=None, log=None, mic=True)
     opt = _optimizer(config.optimizer)(neb, logfile=None)
     converged = bool(opt.run(fmax=config.fmax, steps=config.steps)) if config.steps > 0 else False
     energies = [float(im.get_potential_energy()) for im in images]
@@ -336,15 +339,13 @@ def run_neb_many(
 def _append_line(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, sort_keys=True, default=_jsonable)
-    # a previous run killed mid-write may have left a line without its newline
-    prefix = ""
+    # a run killed mid-write may have left a last line without its newline: drop that fragment
     if path.is_file() and path.stat().st_size:
-        with open(path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                prefix = "\n"
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            os.truncate(path, data.rfind(b"\n") + 1)
     with open(path, "a") as fh:
-        fh.write(prefix + text + "\n")
+        fh.write(text + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 

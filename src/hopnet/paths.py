@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 from pymatgen.core import Element, Structure
 
-from hopnet.errors import PathError, StructureError
+from hopnet.errors import HopnetError, PathError, StructureError
 from hopnet.structures import from_jarvis, to_jarvis, to_structure, validate_structure
 
 log = logging.getLogger(__name__)
@@ -376,3 +376,19 @@ class MigrationPath:
             f"({len(self.host)} atoms), hop={self.hop_length:.3f} Å, n_images={self.n_images}, "
             f"image_convention={self.image_convention!r})"
         )
+
+
+def as_path(item: Any, n_images: int = 5) -> MigrationPath:
+    """A :class:`MigrationPath` from a path, a data-set ``Entry`` (or a dict with ``atoms``), or a
+    band (anything :func:`hopnet.structures.to_structure` reads). Data-set bands are taken as
+    published: no overlap validation (a few put an image on a host atom). Errors name the entry."""
+    if isinstance(item, MigrationPath):
+        return item
+    atoms = getattr(item, "atoms", None)
+    if atoms is None and isinstance(item, dict) and "atoms" in item:
+        atoms = item["atoms"]
+    name = getattr(item, "id", None) or (item.get("sys_name") if isinstance(item, dict) else None)
+    try:
+        return MigrationPath.from_band(item if atoms is None else atoms, n_images=n_images, validate=False)
+    except HopnetError as exc:
+        raise type(exc)(f"entry {name}: {exc}" if name else str(exc)) from None

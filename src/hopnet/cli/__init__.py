@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "datasets": "hopnet.cli.datasets_cmd",
     "train": "hopnet.cli.train_cmd",
     "evaluate": "hopnet.cli.evaluate_cmd",
+    "neb": "hopnet.cli.neb_cmd",
 }
 
 

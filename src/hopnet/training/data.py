@@ -35,7 +35,7 @@ from torch_geometric.data import Batch
 from hopnet.errors import DataError, HopnetError
 from hopnet.graphs import AlignnGraph, GraphCache, build_graph
 from hopnet.models.barrier import BarrierModelConfig
-from hopnet.paths import MigrationPath
+from hopnet.paths import MigrationPath, as_path
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,6 @@ log = logging.getLogger(__name__)
 NODE_FIELDS = frozenset({"x", "z", "pos", "is_mobile", "path_dist"})
 EDGE_FIELDS = frozenset({"edge_vec", "edge_len", "delta_len"})
 _SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # [27, 3]
-
-
-def to_path(item: Any, n_images: int = 5) -> MigrationPath:
-    """A ``MigrationPath`` from a path, a data-set ``Entry`` or a band (structure / Atoms dict)."""
-    if isinstance(item, MigrationPath):
-        return item
-    atoms = getattr(item, "atoms", item)
-    try:
-        return MigrationPath.from_band(atoms, n_images=n_images, validate=False)
-    except HopnetError as exc:
-        name = getattr(item, "id", None)
-        raise type(exc)(f"{name}: {exc}" if name else str(exc)) from None
 
 
 def segment_distances(lattice: np.ndarray, frac: np.ndarray, start_frac: np.ndarray,
@@ -159,7 +147,7 @@ class BarrierGraphs(TorchDataset):
             raise DataError(f"{y.size} targets for {n} paths")
         self.targets = y
         self.ids = [str(getattr(it, "id", i)) for i, it in enumerate(items)]
-        paths = [to_path(it, config.n_images) for it in items]
+        paths = [as_path(it, config.n_images) for it in items]
         self.samples: list[list[AlignnGraph]] = []
         for i, p in enumerate(paths):
             try:

@@ -1,0 +1,165 @@
+"""CHGNet climbing-image NEB (hopnet.neb) and ``hopnet neb`` on a 16-atom rock-salt LiF cell.
+
+The Li vacancy hop between nearest Li sites (a/√2 = 2.85 Å) is symmetric: both end points
+are equivalent by symmetry, so forward and reverse barriers agree and A->B mirrors B->A.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("chgnet")
+
+import torch  # noqa: E402
+from pymatgen.core import Lattice, Structure  # noqa: E402
+
+from hopnet import neb as nebmod  # noqa: E402
+from hopnet.cli import main  # noqa: E402
+from hopnet.neb import (  # noqa: E402
+    MISSING_CHGNET,
+    NebConfig,
+    NebDependencyError,
+    read_results,
+    run_neb,
+    run_neb_many,
+)
+from hopnet.paths import MigrationPath  # noqa: E402
+from hopnet.structures import to_jarvis  # noqa: E402
+
+torch.set_num_threads(1)
+
+FAST = NebConfig(fmax=0.15, steps=40, relax_fmax=0.15, relax_steps=20)
+CHEAP = NebConfig(steps=0, relax=False)  # energies of the interpolated band only
+
+
+@pytest.fixture(scope="module")
+def lif() -> Structure:
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.03), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    s = s.get_primitive_structure()
+    s.make_supercell([2, 2, 2])
+    assert len(s) == 16
+    return s
+
+
+@pytest.fixture(scope="module")
+def hop(lif: Structure) -> tuple[int, int]:
+    li = [i for i, sp in enumerate(lif.species) if sp.symbol == "Li"]
+    j = next(j for j in li[1:] if abs(lif.get_distance(li[0], j) - 4.03 / np.sqrt(2)) < 1e-3)
+    return li[0], j
+
+
+@pytest.fixture(scope="module")
+def forward(lif, hop):
+    return run_neb(MigrationPath.from_sites(lif, "Li", *hop), FAST, id="A->B")
+
+
+def test_symmetric_hop_barrier(forward, hop):
+    r = forward
+    assert r.n_atoms == 15 and r.ion == "Li" and r.relaxed and r.relax_converged
+    assert len(r.energies) == 5 and all(np.isfinite(r.energies))
+    assert r.converged and r.n_steps <= FAST.steps and r.max_force < FAST.fmax + 1e-9
+    assert r.barrier == r.forward_barrier == pytest.approx(max(r.energies) - r.energies[0])
+    # a Li vacancy hop in LiF costs a few tenths of an eV (DFT ~0.7 eV); the climbing image is the middle
+    assert 0.2 < r.barrier < 1.5
+    assert int(np.argmax(r.energies)) == 2
+    # symmetric hop: the two end points are equivalent
+    assert r.reverse_barrier == pytest.approx(r.forward_barrier, abs=0.02)
+    assert r.hop_length == pytest.approx(4.03 / np.sqrt(2), abs=1e-6)
+    assert r.wall_s > 0
+
+
+def test_forward_equals_reverse_of_backward_hop(lif, hop, forward):
+    back = run_neb(MigrationPath.from_sites(lif, "Li", hop[1], hop[0]), FAST, id="B->A")
+    assert back.converged
+    assert back.reverse_barrier == pytest.approx(forward.forward_barrier, abs=0.03)
+    assert back.forward_barrier == pytest.approx(forward.reverse_barrier, abs=0.03)
+
+
+def test_unrelaxed_band_energies_are_symmetric(lif, hop):
+    r = run_neb(MigrationPath.from_sites(lif, "Li", *hop), CHEAP)
+    assert not r.relaxed and r.relax_converged is None and r.n_steps == 0 and not r.converged
+    e = np.array(r.energies)
+    np.testing.assert_allclose(e, e[::-1], atol=2e-3)  # mirror-symmetric straight-line band
+    assert r.barrier > 0
+
+
+def test_run_neb_many_resumes(lif, hop, tmp_path):
+    path = MigrationPath.from_sites(lif, "Li", *hop)
+    out = tmp_path / "res.jsonl"
+    out.write_text(json.dumps({"id": "p1", "barrier": 9.0}) + "\n")
+    new = run_neb_many([("p1", path), ("p2", path, {"target": 0.7})], CHEAP, out)
+    assert [r.id for r in new] == ["p2"]
+    rows = read_results(out)
+    assert [r["id"] for r in rows] == ["p1", "p2"] and rows[0]["barrier"] == 9.0
+    assert rows[1]["meta"] == {"target": 0.7} and rows[1]["barrier"] == pytest.approx(new[0].barrier)
+    assert run_neb_many([("p1", path), ("p2", path)], CHEAP, out) == []  # all done: nothing runs
+    assert len(read_results(out)) == 2
+    # a line cut short by a killed run is ignored and the path is redone
+    with open(out, "a") as fh:
+        fh.write('{"id": "p3", "barr')
+    assert [r.id for r in run_neb_many([("p3", path)], CHEAP, out)] == ["p3"]
+    assert [r["id"] for r in read_results(out)] == ["p1", "p2", "p3"]
+
+
+def test_missing_chgnet_message(lif, hop, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(nebmod, "_MODELS", {})
+    monkeypatch.setitem(sys.modules, "chgnet.model", None)  # import fails
+    path = MigrationPath.from_sites(lif, "Li", *hop)
+    with pytest.raises(NebDependencyError, match=r"pip install 'hopnet\[neb\]'"):
+        run_neb(path, CHEAP)
+    cif = tmp_path / "LiF.cif"
+    lif.to(filename=str(cif))
+    out = tmp_path / "out.jsonl"
+    rc = main(["neb", str(cif), "--ion", "Li", "--from", str(hop[0]), "--to", str(hop[1]),
+               "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err == f"hopnet: error: {MISSING_CHGNET}"
+    assert not out.exists()
+
+
+def test_cli_structure_and_data(lif, hop, tmp_path, capsys):
+    cif = tmp_path / "LiF.cif"
+    lif.to(filename=str(cif))
+    out = tmp_path / "s.jsonl"
+    rc = main(["neb", str(cif), "--ion", "Li", "--from", str(hop[0]), "--to", str(hop[1]),
+               "--steps", "0", "--no-relax", "--json", "--output", str(out)])
+    assert rc == 0
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 1 and printed[0]["barrier"] > 0 and read_results(out) == printed
+
+    band = MigrationPath.from_sites(lif, "Li", *hop).band()
+    data = tmp_path / "bands.json"
+    data.write_text(json.dumps([{"sys_name": "LiF_1", "target": 0.7, "atoms": to_jarvis(band)},
+                                {"sys_name": "LiF_2", "target": 0.7, "atoms": to_jarvis(band)}]))
+    out2 = tmp_path / "d.jsonl"
+    args = ["neb", "--data", str(data), "--limit", "1", "--steps", "0", "--no-relax", "--output", str(out2)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("LiF_1: barrier ") and "(reference 0.700 eV)" in text and " s\n" in text
+    assert main(args) == 0  # rerun: resumed, nothing computed
+    assert "LiF_1: already in" in capsys.readouterr().out
+    assert [r["id"] for r in read_results(out2)] == ["LiF_1"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--from", "0", "--to", "99"], "out of range"),
+    (["--from", "0"], "needs --to"),
+    (["--from", "0", "--to", "1", "--fmax", "-1"], "--fmax"),
+])
+def test_cli_bad_input(lif, tmp_path, capsys, argv, needle):
+    cif = tmp_path / "LiF.cif"
+    lif.to(filename=str(cif))
+    out = tmp_path / "o.jsonl"
+    rc = main(["neb", str(cif), "--ion", "Li", *argv, "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and needle in err[0]
+    assert not out.exists()
+
+
+def test_cli_needs_one_input(capsys):
+    assert main(["neb"]) != 0
+    assert "either a STRUCTURE" in capsys.readouterr().err
