@@ -377,8 +377,11 @@ def worker(payload: str) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_worker(side: str, tasks: list[dict], threads: int, log: Callable[[str], None]) -> dict:
+def run_worker(side: str, tasks: list[dict], threads: int, log: Callable[[str], None],
+               thp: bool = False) -> dict:
     env = dict(os.environ)
+    if thp:  # torch's CPU allocator then backs large tensors with transparent huge pages
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     payload = json.dumps({"side": side, "tasks": tasks, "threads": threads})
@@ -414,7 +417,8 @@ def upstream_available() -> bool:
     return proc.returncode == 0
 
 
-def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None]) -> dict:
+def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None], thp: bool = False
+                 ) -> dict:
     common = {"train_warmup": plan.train_warmup, "train_steps": plan.train_steps,
               "infer_warmup": plan.infer_warmup, "infer_batches": plan.infer_batches,
               "graph_bands": plan.graph_bands, "graph_fe": plan.graph_fe, "max_atoms": plan.max_atoms}
@@ -426,9 +430,9 @@ def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None]
         t = {"task": "train", "size": "paper", "dataset": d, **common}
         # the paper-size band step gets its own process: its high-water mark is the memory figure
         (fresh if (d == "band" and plan.memory) else tasks).append(t)
-    result = run_worker(side, tasks, threads, log)
+    result = run_worker(side, tasks, threads, log, thp)
     for t in fresh:
-        result.update({k: v for k, v in run_worker(side, [t], threads, log).items() if k != "versions"})
+        result.update({k: v for k, v in run_worker(side, [t], threads, log, thp).items() if k != "versions"})
     if plan.memory and "band" in plan.train_datasets:
         result["peak_rss_mb_band_batch"] = result["train_paper_band_peak_rss_mb"]
         base = result["train_paper_band_rss_before_mb"]
@@ -528,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of ours, upstream (upstream only where alignn imports)")
     ap.add_argument("--train-steps", type=int, help="timed training steps per figure")
     ap.add_argument("--no-memory", action="store_true", help="skip the band-batch memory figure")
+    ap.add_argument("--thp", action="store_true",
+                    help="set THP_MEM_ALLOC_ENABLE=1 for both sides (huge pages for large tensors)")
     ap.add_argument("--_worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
@@ -544,11 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         plan.memory = False
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     t0 = time.perf_counter()
-    ours_r = measure_side("ours", plan, args.threads, log) if "ours" in sides else {}
+    ours_r = measure_side("ours", plan, args.threads, log, args.thp) if "ours" in sides else {}
     up = None
     if "upstream" in sides:
         if upstream_available():
-            up = measure_side("upstream", plan, args.threads, log)
+            up = measure_side("upstream", plan, args.threads, log, args.thp)
         else:
             log("upstream alignn does not import here: upstream = null")
     head, detail = ratios(ours_r, up, plan.primary)
@@ -558,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                         (head[k] >= v if op == "≥" else head[k] <= v)} for k, (op, v) in TARGETS.items()},
         "machine": machine_info(), "threads": args.threads, "commit": commit(),
         "config": {"mode": "quick" if args.quick else "full", "batch": BATCH, "seed": SEED, "lr": LR,
-                   "loss": "l1", "optimizer": "AdamW", **asdict(plan)},
+                   "loss": "l1", "optimizer": "AdamW", "thp_mem_alloc": args.thp, **asdict(plan)},
         "wall_s": time.perf_counter() - t0,
     }
     print(table(res))

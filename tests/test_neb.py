@@ -33,7 +33,7 @@ from hopnet.structures import to_jarvis  # noqa: E402
 torch.set_num_threads(1)
 
 FAST = NebConfig(fmax=0.15, steps=40, relax_fmax=0.15, relax_steps=20)
-CHEAP = NebConfig(steps=0, relax=False)  # energies of the interpolated band only
+CHEAP = NebConfig(steps=0, relax=False, interpolation="linear")  # the straight band's energies
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_cli_structure_and_data(lif, hop, tmp_path, capsys):
     lif.to(filename=str(cif))
     out = tmp_path / "s.jsonl"
     rc = main(["neb", str(cif), "--ion", "Li", "--from", str(hop[0]), "--to", str(hop[1]),
-               "--steps", "0", "--no-relax", "--json", "--output", str(out)])
+               "--steps", "0", "--no-relax", "--interpolation", "linear", "--json", "--output", str(out)])
     assert rc == 0
     printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(printed) == 1 and printed[0]["barrier"] > 0 and read_results(out) == printed

@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-relax", action="store_true", help="keep the end points as given")
     p.add_argument("--images", type=int, default=None,
                    help="images counting both end points (default: 5, as in the data set)")
-    p.add_argument("--idpp", action="store_true", help="IDPP instead of linear interpolation")
+    p.add_argument("--interpolation", default="idpp", choices=("idpp", "linear"),
+                   help="initial band: IDPP (default) or the straight line")
     p.add_argument("--optimizer", default="FIRE", choices=("FIRE", "BFGS"), help="default FIRE")
     p.add_argument("--json", action="store_true", help="one JSON line per path on stdout")
     p.set_defaults(func=run)
@@ -56,7 +57,7 @@ def _config(args: argparse.Namespace) -> Any:
     return NebConfig(
         fmax=args.fmax, steps=args.steps, relax=not args.no_relax, relax_fmax=args.fmax,
         relax_steps=args.relax_steps, n_images=args.images,
-        interpolation="idpp" if args.idpp else "linear", optimizer=args.optimizer,
+        interpolation=args.interpolation, optimizer=args.optimizer,
     )
 
 
