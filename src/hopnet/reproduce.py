@@ -119,7 +119,6 @@ def run(out_dir: str | Path = "results", models: Sequence[str] | None = None, te
     if quick:
         protocol += "-quick"
     base = out_dir / protocol
-    results: dict[str, dict] = {}
     for name in names:
         spec = model_spec(name, quick=quick, paper=paper)
         folder = base / name
@@ -137,10 +136,10 @@ def run(out_dir: str | Path = "results", models: Sequence[str] | None = None, te
             folder.mkdir(parents=True, exist_ok=True)
             records = [run_fold(spec, combined, tr, te, folder / "seed0_fold0.json", folder / "work",
                                 meta={"protocol": protocol})]
-        log.info("%s done in %.0f s", name, time.perf_counter() - t0)
-        results[name] = records
-    return write_summary(base, {n: load_records(base / n) for n in names}, threshold, protocol,
-                         dataset_hash=ds.sha256)
+        log.info("%s: %d fold(s) done in %.0f s", name, len(records), time.perf_counter() - t0)
+    # the summary covers every model finished under this protocol, not only this run's
+    done = {n: load_records(base / n) for n in MODELS if (base / n).is_dir()}
+    return write_summary(base, done, threshold, protocol, dataset_hash=ds.sha256)
 
 
 def _concat(train: Any, test: Any) -> Any:
