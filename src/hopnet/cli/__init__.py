@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "hopnet.cli.evaluate_cmd",
     "neb": "hopnet.cli.neb_cmd",
     "reproduce": "hopnet.cli.reproduce_cmd",
+    "models": "hopnet.cli.models_cmd",
 }
 
 

@@ -140,6 +140,7 @@ def write_model_dir(
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is for every user
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))

@@ -367,7 +367,7 @@ def _sklearn_version() -> str:
 
 
 def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalConfig | None = None,
-                    seeds: Sequence[int] = (0,)) -> Path:
+                    seeds: Sequence[int] = (0,), extra_metadata: dict | None = None) -> Path:
     """Fit the classical model on ``dataset`` (a :class:`~hopnet.datasets.Dataset`, a registered
     name or a band-format JSON file), one member per seed, and write a model folder of kind
     "classical" at ``out_dir``. Returns the folder."""
@@ -398,11 +398,14 @@ def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalC
         data_hash=ds.sha256,
         data=ds.provenance(),
         target_scaling="log1p" if config.log_target else "none",
-        members={"seeds": seeds},
+        kind="classical",
+        seeds=seeds,
+        members=[{"seed": s} for s in seeds],
         components=headers,
         feature_names=list(FEATURE_NAMES),
         sklearn_version=_sklearn_version(),
         metrics={"train": regression_metrics(y, pred.mean)},
+        **(extra_metadata or {}),
     )
 
     def payload(tmp: Path) -> None:

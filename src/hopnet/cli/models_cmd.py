@@ -1,0 +1,49 @@
+"""``hopnet models list``: the models that ship inside the package (no network)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("models", help="list the shipped models",
+                              description="Models inside the package; they load offline by name.")
+    p.add_argument("action", nargs="?", default="list", choices=("list",))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_run)
+
+
+def model_summaries() -> list[dict]:
+    from hopnet.models.base import read_model_files, shipped_models
+
+    rows = []
+    for name, folder in shipped_models().items():
+        config, meta = read_model_files(folder)
+        cv = meta.get("cv", {})
+        rows.append({
+            "name": name,
+            "kind": config.get("kind"),
+            "members": len(meta.get("seeds", [])) or meta.get("n_members"),
+            "trained_on": meta.get("trained_on", meta.get("data_name")),
+            "cv_mae": cv.get("mae"),
+            "cv_r2": cv.get("r2"),
+            "summary": meta.get("summary", ""),
+            "path": str(folder),
+        })
+    return rows
+
+
+def _run(args: argparse.Namespace) -> int:
+    rows = model_summaries()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no shipped models")
+        return 0
+    for r in rows:
+        cv = f"CV MAE {r['cv_mae']:.3f} eV, R² {r['cv_r2']:.2f}" if r["cv_mae"] is not None else "no CV record"
+        print(f"{r['name']:10s} {r['kind']:9s} {r['members']} member(s); {cv}. {r['summary']}")
+    return 0
