@@ -86,6 +86,18 @@ def _graph_cache(config: TrainingConfig) -> Any:
     return GraphCache(config.cache_dir) if config.cache_dir else GraphCache()
 
 
+def _quiet_lightning() -> None:
+    """Lightning's banner lines (GPU/TPU available, tips) at hopnet's log level, not above it;
+    `hopnet -v` shows them."""
+    import warnings
+
+    level = max(logging.getLogger().getEffectiveLevel(), logging.INFO)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(level)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
+
+
 def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: TrainingConfig,
                 train_data: BarrierGraphs, val_data: BarrierGraphs | None, scaling: dict,
                 run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> dict:
@@ -96,6 +108,7 @@ def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: Tra
 
     from hopnet.training.module import BarrierLitModule
 
+    _quiet_lightning()
     final = run_dir / FINAL_FILE
     if resume and final.exists():
         log.info("member %d already finished (%s); reusing it", k, final)
