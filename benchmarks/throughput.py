@@ -319,10 +319,13 @@ def task_train(side: Side, spec: dict) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=LR)
     n_params = sum(p.numel() for p in model.parameters())
     times = []
+    autocast = spec.get("precision") == "bf16-mixed"  # what Lightning's precision="bf16-mixed" does on CPU
     for graphs, y in zip(graph_batches, target_batches):
         t0 = time.perf_counter()
         batch = side.collate(graphs)
-        loss = torch.nn.functional.l1_loss(side.predict(model, batch), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            pred = side.predict(model, batch)
+        loss = torch.nn.functional.l1_loss(pred.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -365,6 +368,11 @@ TASKS = {"graphs": task_graphs, "train": task_train, "infer": task_infer}
 
 def worker(payload: str) -> None:
     job = json.loads(payload)
+    if job.get("tuned"):  # hopnet's process-level runtime settings (as hopnet's entry points apply)
+        from hopnet.runtime import tune_allocator  # ctypes only: imports no hopnet model code
+
+        if not tune_allocator():
+            print("  runtime tuning not applicable here", file=sys.stderr, flush=True)
     import torch
 
     torch.set_num_threads(job["threads"])
@@ -378,14 +386,14 @@ def worker(payload: str) -> None:
 
 
 def run_worker(side: str, tasks: list[dict], threads: int, log: Callable[[str], None],
-               thp: bool = False) -> dict:
+               thp: bool = False, tuned: bool = False) -> dict:
     env = dict(os.environ)
     if thp:  # torch's CPU allocator then backs large tensors with transparent huge pages
         env["THP_MEM_ALLOC_ENABLE"] = "1"
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
-    payload = json.dumps({"side": side, "tasks": tasks, "threads": threads})
-    log(f"[{side}] " + ", ".join(_task_label(t) for t in tasks))
+    payload = json.dumps({"side": side, "tasks": tasks, "threads": threads, "tuned": tuned})
+    log(f"[{side}{' tuned' if tuned else ''}] " + ", ".join(_task_label(t) for t in tasks))
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(HERE), "--_worker", payload], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -401,7 +409,7 @@ def run_worker(side: str, tasks: list[dict], threads: int, log: Callable[[str], 
 
 
 def _task_label(t: dict) -> str:
-    return "-".join(str(t[k]) for k in ("task", "size", "dataset") if k in t)
+    return "-".join(str(t[k]) for k in ("task", "size", "dataset", "precision") if k in t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,8 +425,8 @@ def upstream_available() -> bool:
     return proc.returncode == 0
 
 
-def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None], thp: bool = False
-                 ) -> dict:
+def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None], thp: bool = False,
+                 tuned: bool = False) -> dict:
     common = {"train_warmup": plan.train_warmup, "train_steps": plan.train_steps,
               "infer_warmup": plan.infer_warmup, "infer_batches": plan.infer_batches,
               "graph_bands": plan.graph_bands, "graph_fe": plan.graph_fe, "max_atoms": plan.max_atoms}
@@ -430,14 +438,32 @@ def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None]
         t = {"task": "train", "size": "paper", "dataset": d, **common}
         # the paper-size band step gets its own process: its high-water mark is the memory figure
         (fresh if (d == "band" and plan.memory) else tasks).append(t)
-    result = run_worker(side, tasks, threads, log, thp)
+    result = run_worker(side, tasks, threads, log, thp, tuned)
     for t in fresh:
-        result.update({k: v for k, v in run_worker(side, [t], threads, log, thp).items() if k != "versions"})
+        result.update({k: v for k, v in run_worker(side, [t], threads, log, thp, tuned).items()
+                       if k != "versions"})
     if plan.memory and "band" in plan.train_datasets:
         result["peak_rss_mb_band_batch"] = result["train_paper_band_peak_rss_mb"]
         base = result["train_paper_band_rss_before_mb"]
         if base is not None:
             result["step_rss_mb_band_batch"] = result["peak_rss_mb_band_batch"] - base
+    result["runtime_tuned"] = tuned
+    return result
+
+
+def measure_training(side: str, plan: Plan, threads: int, log: Callable[[str], None], thp: bool = False,
+                     tuned: bool = False, precision: str = "32") -> dict:
+    """Only the paper-size training figures (band batch in a fresh process for its memory), for the
+    extra comparison lines (same allocator on both sides; bf16 mixed precision)."""
+    common = {"train_warmup": plan.train_warmup, "train_steps": plan.train_steps,
+              "max_atoms": plan.max_atoms, "precision": precision}
+    result: dict = {"runtime_tuned": tuned, "precision": precision}
+    for d in plan.train_datasets:
+        t = {"task": "train", "size": "paper", "dataset": d, **common}
+        result.update({k: v for k, v in run_worker(side, [t], threads, log, thp, tuned).items()
+                       if k != "versions"})
+    if "train_paper_band_peak_rss_mb" in result:
+        result["peak_rss_mb_band_batch"] = result["train_paper_band_peak_rss_mb"]
     return result
 
 
@@ -513,6 +539,39 @@ def table(res: dict) -> str:
     return "\n".join(out)
 
 
+LINE_KEYS = ("train_paper_band", "train_paper_fe", "peak_rss_mb_band_batch")
+
+
+def _line_ratios(a: dict, b: dict) -> dict:
+    """a / b for the paper-size training figures both have (memory: ratio of peaks)."""
+    return {k: a[k] / b[k] for k in LINE_KEYS if isinstance(a.get(k), (int, float)) and b.get(k)}
+
+
+def lines_table(res: dict) -> str:
+    """Markdown table of the extra comparison lines (paper-size training only)."""
+    o, u, lines = res["ours"], res["upstream"] or {}, res.get("lines") or {}
+    out = ["| line | hopnet bands/s | upstream bands/s | ratio | hopnet fe/s | upstream fe/s | ratio "
+           "| hopnet peak MiB | upstream peak MiB | ratio |", "|---" * 10 + "|"]
+
+    def row(label: str, a: dict, b: dict) -> None:
+        cells = []
+        for k in LINE_KEYS:
+            r = a.get(k) / b[k] if isinstance(a.get(k), (int, float)) and b.get(k) else None
+            cells += [_fmt(a.get(k)), _fmt(b.get(k)), _fmt(r, "x")]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    tuned = res["config"].get("ours_runtime_tuned")
+    row("as shipped (hopnet " + ("tuned" if tuned else "untuned") + ", upstream default)", o, u)
+    if "same_allocator" in lines:
+        row("same allocator (both tuned), fp32", o, lines["same_allocator"]["upstream"])
+    if "bf16_mixed" in lines:
+        bf = lines["bf16_mixed"]["ours"]
+        ref = lines["same_allocator"]["upstream"] if "same_allocator" in lines else u
+        row("hopnet bf16-mixed vs upstream fp32" + (" (both tuned)" if "same_allocator" in lines else ""),
+            bf, ref)
+    return "\n".join(out)
+
+
 def _fmt(v: Any, suffix: str = "") -> str:
     if v is None:
         return "–"
@@ -534,6 +593,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the band-batch memory figure")
     ap.add_argument("--thp", action="store_true",
                     help="set THP_MEM_ALLOC_ENABLE=1 for both sides (huge pages for large tensors)")
+    ap.add_argument("--untuned", action="store_true",
+                    help="run hopnet without its runtime tuning (hopnet.runtime.tune_allocator)")
+    ap.add_argument("--extras", choices=["auto", "on", "off"], default="auto",
+                    help="extra training lines: upstream with hopnet's allocator tuning, and hopnet with "
+                         "bf16 autocast (auto: on in full runs, off with --quick)")
     ap.add_argument("--_worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
@@ -550,24 +614,43 @@ def main(argv: list[str] | None = None) -> int:
         plan.memory = False
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     t0 = time.perf_counter()
-    ours_r = measure_side("ours", plan, args.threads, log, args.thp) if "ours" in sides else {}
+    tuned = not args.untuned
+    extras = args.extras == "on" or (args.extras == "auto" and not args.quick)
+    ours_r = measure_side("ours", plan, args.threads, log, args.thp, tuned) if "ours" in sides else {}
     up = None
-    if "upstream" in sides:
-        if upstream_available():
-            up = measure_side("upstream", plan, args.threads, log, args.thp)
-        else:
-            log("upstream alignn does not import here: upstream = null")
+    have_up = "upstream" in sides and upstream_available()
+    if have_up:
+        up = measure_side("upstream", plan, args.threads, log, args.thp)
+    elif "upstream" in sides:
+        log("upstream alignn does not import here: upstream = null")
     head, detail = ratios(ours_r, up, plan.primary)
+    lines: dict[str, Any] = {}
+    if extras and ours_r:
+        # same process-level runtime on both sides: what the kernels alone give
+        if have_up and tuned:
+            up_t = measure_training("upstream", plan, args.threads, log, args.thp, tuned=True)
+            lines["same_allocator"] = {"upstream": up_t, "ratio": _line_ratios(ours_r, up_t)}
+        # optional mixed precision (NOT equal config): hopnet under bf16 autocast
+        bf = measure_training("ours", plan, args.threads, log, args.thp, tuned, precision="bf16-mixed")
+        lines["bf16_mixed"] = {"ours": bf, "ratio_vs_upstream": _line_ratios(bf, up) if up else None,
+                               "ratio_vs_upstream_same_allocator":
+                                   _line_ratios(bf, lines["same_allocator"]["upstream"])
+                                   if "same_allocator" in lines else None,
+                               "ratio_vs_ours_fp32": _line_ratios(bf, ours_r)}
     res = {
         "ours": ours_r, "upstream": up, "ratio": head, "ratio_detail": detail,
         "targets": {k: {"target": f"{op} {v}", "met": None if head.get(k) is None else
                         (head[k] >= v if op == "≥" else head[k] <= v)} for k, (op, v) in TARGETS.items()},
+        "lines": lines,
         "machine": machine_info(), "threads": args.threads, "commit": commit(),
         "config": {"mode": "quick" if args.quick else "full", "batch": BATCH, "seed": SEED, "lr": LR,
-                   "loss": "l1", "optimizer": "AdamW", "thp_mem_alloc": args.thp, **asdict(plan)},
+                   "loss": "l1", "optimizer": "AdamW", "thp_mem_alloc": args.thp,
+                   "ours_runtime_tuned": tuned, "upstream_runtime_tuned": False, **asdict(plan)},
         "wall_s": time.perf_counter() - t0,
     }
     print(table(res))
+    if lines:
+        print(lines_table(res))
     print("headline ratios (hopnet / upstream): " + ", ".join(f"{k} {_fmt(v, 'x')}" for k, v in head.items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

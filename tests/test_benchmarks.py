@@ -85,3 +85,21 @@ def test_structure_selection_is_seeded_and_size_capped():
     assert all(x[2] == 0 for x in a)
     bands = bench.load_structures("band", 3)
     assert all(x[2] == 5 for x in bands)
+
+
+def test_extra_lines_compare_paper_training_only():
+    ours = {"train_paper_band": 0.8, "train_paper_fe": 4.0, "peak_rss_mb_band_batch": 6000.0,
+            "graphs_band": 300.0}
+    up = {"train_paper_band": 0.4, "train_paper_fe": 4.0, "peak_rss_mb_band_batch": 12000.0,
+          "graphs_band": 6.0}
+    r = bench._line_ratios(ours, up)
+    assert r == {"train_paper_band": pytest.approx(2.0), "train_paper_fe": pytest.approx(1.0),
+                 "peak_rss_mb_band_batch": pytest.approx(0.5)}
+    assert bench._line_ratios({"train_paper_band": 1.0}, {}) == {}
+    res = {"ours": ours, "upstream": up, "config": {"ours_runtime_tuned": True},
+           "lines": {"same_allocator": {"upstream": {"train_paper_band": 0.5, "train_paper_fe": 5.0}},
+                     "bf16_mixed": {"ours": {"train_paper_band": 1.5}}}}
+    text = bench.lines_table(res)
+    assert "| as shipped (hopnet tuned, upstream default) | 0.8 | 0.4 | 2x | 4 | 4 | 1x | 6000 | 12000 | 0.5x |" in text
+    assert "| same allocator (both tuned), fp32 | 0.8 | 0.5 | 1.6x | 4 | 5 | 0.8x | 6000 | – | – |" in text
+    assert "| hopnet bf16-mixed vs upstream fp32 (both tuned) | 1.5 | 0.5 | 3x |" in text

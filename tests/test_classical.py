@@ -53,7 +53,7 @@ def test_train_save_load_identical(tmp_path, small_ds, reference):
     meta = json.loads((folder / "metadata.json").read_text())
     assert config["kind"] == "classical" and config["n_estimators"] == 30
     assert config["estimator"] == ("gbr" if reference else "extra-trees") and config["max_depth"] == 3
-    assert meta["feature_names"] == list(FEATURE_NAMES) and meta["members"] == {"seeds": [0]}
+    assert meta["feature_names"] == list(FEATURE_NAMES) and meta["seeds"] == [0] and meta["members"] == [{"seed": 0}]
     assert meta["target_scaling"] == "log1p" and meta["sklearn_version"]
     assert meta["data_hash"] == small_ds.sha256
 

@@ -16,7 +16,7 @@ from hopnet.nn import (
     GraphInputError, LinearHead, MeanPooling, MLPHead, MultiHead, PoolingError, PropertyModel,
     RBFExpansion,
 )
-from hopnet.nn.fused import batch_norm_silu, gated_aggregate
+from hopnet.nn.fused import batch_norm_silu, edge_gate, gated_aggregate
 
 torch.set_num_threads(1)
 
@@ -145,6 +145,51 @@ def test_fused_kernels_pass_gradcheck():
     x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
     r = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: batch_norm_silu(a, b, bn, update_stats=False), (x, r))
+
+
+def test_edge_gate_is_the_gathered_sum_and_passes_gradcheck():
+    torch.manual_seed(5)
+    n, e, f = 6, 15, 3
+    p = torch.randn(n, 4 * f, dtype=torch.float64, requires_grad=True)   # [A h | B h | V h | W h]
+    x = torch.randn(e, f, dtype=torch.float64, requires_grad=True)
+    lin = torch.nn.Linear(f, f).double()
+    src, dst = torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
+    m = edge_gate(p, x, lin, src, dst)
+    expect = p[src, :f] + p[dst, f:2 * f] + x @ lin.weight.T + lin.bias
+    torch.testing.assert_close(m, expect, rtol=1e-12, atol=1e-12)
+    assert m[0, 0].item() == pytest.approx(float(expect[0, 0]))
+
+    w0, b0 = lin.weight.detach().clone().requires_grad_(), lin.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda pp, xx, w, b: _edge_gate_fn(pp, xx, w, b, src, dst), (p, x, w0, b0))
+    with pytest.raises(ValueError, match="contiguous"):
+        edge_gate(p[:, :2 * f], x, lin, src, dst)
+
+
+def _edge_gate_fn(p, x, w, b, src, dst):
+    """edge_gate with the weight and bias as plain differentiable inputs (for gradcheck)."""
+    from types import SimpleNamespace
+
+    return edge_gate(p, x, SimpleNamespace(out_features=w.shape[0], weight=w, bias=b), src, dst)
+
+
+def test_bf16_autocast_training_step_is_close_to_float32():
+    """Mixed precision (bf16 autocast, as Lightning's precision="bf16-mixed") runs through the
+    fused kernels, gives finite gradients for the same parameters as float32 and a close output."""
+    b = batch_of([nacl(), srtio3(), rutile_tio2()])
+    outs, grads = [], []
+    for autocast in (False, True):
+        torch.manual_seed(4)
+        model = PropertyModel(EncoderConfig.small()).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = model(b)
+        assert y.dtype == (torch.bfloat16 if autocast else torch.float32)
+        y.float().sum().backward()
+        outs.append(y.detach().float())
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[1]) > 20
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads[1].values())
+    torch.testing.assert_close(outs[1], outs[0], rtol=0.05, atol=0.05)
 
 
 def test_batch_norm_silu_updates_running_stats_like_torch():

@@ -61,7 +61,8 @@ class _GatedAggregate(torch.autograd.Function):
             diff = F.embedding_bag(torch.stack([src, dst + n], dim=1), table, mode="sum")
             del table
             diff.mul_(g_dst)
-            grad_m = _aten.sigmoid_backward(diff, sig)  # * sigma (1 - sigma), one pass
+            # * sigma (1 - sigma): one pass, in place (no fourth [E, H] buffer)
+            grad_m = _aten.sigmoid_backward.grad_input(diff, sig, grad_input=diff)
             del diff
         grad_vh = None
         if need_vh:
@@ -76,6 +77,59 @@ def gated_aggregate(m: Tensor, vh: Tensor, src: Tensor, dst: Tensor, eps: float 
     long. Returns [N, H]; nodes without incoming edges get 0.
     """
     return _GatedAggregate.apply(m, vh, src, dst, eps)
+
+
+class _EdgeGate(torch.autograd.Function):
+    """m = A h[src] + B h[dst] + e @ C^T + c for the packed node products p = [A h | B h | ...]."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, e: Tensor, weight: Tensor, bias: Tensor | None, src: Tensor,
+                dst: Tensor, width: int) -> Tensor:  # type: ignore[override]
+        n, k = p.shape[0], p.shape[1] // width
+        rows = p.view(n * k, width)                 # row k*i = A h_i, row k*i + 1 = B h_i
+        idx = torch.stack([src * k, dst * k + 1], dim=1)
+        m = F.embedding_bag(idx, rows, mode="sum")  # A h[src] + B h[dst], one pass
+        m.addmm_(e, weight.t())
+        if bias is not None:
+            m.add_(bias)
+        ctx.save_for_backward(e, weight, idx)
+        ctx.shape = (n, k, width)
+        return m
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        e, weight, idx = ctx.saved_tensors
+        n, k, width = ctx.shape
+        grad_p = grad_e = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            rows = grad.new_zeros(n * k, width)
+            rows.index_add_(0, idx[:, 0], grad).index_add_(0, idx[:, 1], grad)
+            grad_p = rows.view(n, k * width)
+        if ctx.needs_input_grad[1]:
+            grad_e = grad.mm(weight)
+        if ctx.needs_input_grad[2]:
+            grad_w = grad.t().mm(e)
+        if ctx.needs_input_grad[3]:
+            grad_b = grad.sum(0)
+        return grad_p, grad_e, grad_w, grad_b, None, None, None
+
+
+def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: Tensor) -> Tensor:
+    """Gate pre-activations ``m_uv = A h_u + B h_v + C e_uv`` [E, H] of the edge-gated convolution.
+
+    ``p`` [N, k H] (contiguous) holds ``A h`` in columns ``0:H`` and ``B h`` in ``H:2H`` (the rest
+    is ignored); ``linear`` is ``C`` (H -> H). The two gathers and their sum are one
+    ``embedding_bag`` pass and ``C e`` is accumulated into it, so no other [E, H] tensor is made.
+    """
+    width = linear.out_features
+    if not p.is_contiguous() or p.shape[1] % width:
+        raise ValueError(f"edge_gate needs a contiguous [N, k*{width}] p, got {tuple(p.shape)}")
+    weight, bias = linear.weight, linear.bias
+    if e.dtype != p.dtype or weight.dtype != p.dtype:  # autocast: p comes from a bf16 matmul
+        e, weight = e.to(p.dtype), weight.to(p.dtype)
+        bias = None if bias is None else bias.to(p.dtype)
+    return _EdgeGate.apply(p, e, weight, bias, src, dst, width)
 
 
 class _BatchNormSiLU(torch.autograd.Function):
@@ -100,7 +154,8 @@ class _BatchNormSiLU(torch.autograd.Function):
         x, weight, bias, mean, invstd = ctx.saved_tensors
         scale = invstd * weight
         shift = bias - mean * scale
-        y = torch.addcmul(shift, x, scale)          # batch-norm output, recomputed
+        y = torch.addcmul(shift, x, scale).to(x.dtype)  # batch-norm output, recomputed (x's dtype
+        #                                                 as in forward, e.g. bf16 under autocast)
         y = _aten.silu_backward(grad, y)            # grad * silu'(y), one pass
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]]
         gx, gw, gb = _aten.native_batch_norm_backward(

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hopnet.nn.fused import batch_norm_silu, gated_aggregate
+from hopnet.nn.fused import batch_norm_silu, edge_gate, gated_aggregate
 
 AGGREGATION_EPS = 1e-6  # added to the gate sum in the normalised aggregation (as upstream ALIGNN)
 
@@ -112,8 +112,7 @@ class EdgeGatedGraphConv(nn.Module):
         f = self.features
         src, dst = edge_index[0], edge_index[1]
         p = self.node_linear(h)                                   # [N, 4H] = [A h | B h | V h | W h]
-        m = self.edge_linear(e)                                   # C e
-        m.add_(p[:, :f].index_select(0, src)).add_(p[:, f:2 * f].index_select(0, dst))
+        m = edge_gate(p, e, self.edge_linear, src, dst)          # A h[src] + B h[dst] + C e
         agg = gated_aggregate(m, p[:, 2 * f:3 * f], src, dst, AGGREGATION_EPS)
         h_new = norm_silu(self.bn_nodes, p[:, 3 * f:] + agg, h, True, update_stats)
         e_new = None if self.bn_edges is None else norm_silu(self.bn_edges, m, e, True, update_stats)
