@@ -103,7 +103,7 @@ def test_load_rejects_other_descriptors_and_versions(tmp_path, small_ds):
 def test_config_checks():
     with pytest.raises(Exception, match="not valid for extra-trees"):
         EstimatorConfig(estimator="extra-trees", loss="huber").check()
-    with pytest.raises(ModelFileError, match="unknown setting"):
+    with pytest.raises(ModelFileError, match="unknown classical config key"):
         ClassicalConfig.from_dict({"kind": "classical", "n_trees": 3})
     ref = ClassicalConfig.gbr_reference()
     assert (ref.estimator, ref.loss, ref.n_estimators, ref.learning_rate, ref.max_depth, ref.subsample) == (

@@ -85,7 +85,7 @@ def test_config_defaults_are_the_paper_model():
 def test_config_round_trip_and_validation():
     c = EncoderConfig.small(pooling="attention", checkpointing=True)
     assert EncoderConfig.from_dict(c.to_dict()) == c
-    with pytest.raises(EncoderConfigError, match="unknown keys"):
+    with pytest.raises(EncoderConfigError, match="unknown encoder key"):
         EncoderConfig.from_dict({**c.to_dict(), "dropout": 0.1})
     for bad in (dict(pooling="max"), dict(hidden_features=0), dict(alignn_layers=-1),
                 dict(rbf_cutoff=0.0), dict(implementation="dgl"), dict(edge_input_features=1),

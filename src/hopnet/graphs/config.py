@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from hopnet.configs import check_keys
 from hopnet.errors import HopnetError
 
 #: Bump when the stored graph layout or construction rules change (invalidates caches).
@@ -57,8 +58,4 @@ class GraphConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GraphConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise HopnetError(f"unknown GraphConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**check_keys(cls, data, "graph"))

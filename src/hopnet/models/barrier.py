@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hopnet.configs import check_keys
 from hopnet.errors import HopnetError, ModelFileError
 from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.features import FEATURE_DIM
@@ -178,13 +179,7 @@ class BarrierModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BarrierModelConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        if not isinstance(data, dict):
-            raise BarrierConfigError(f"barrier model config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BarrierConfigError(f"unknown barrier model key(s): {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**check_keys(cls, data, "barrier model", BarrierConfigError))
 
 
 class BarrierModel(nn.Module):

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from hopnet.configs import check_keys
 from hopnet.descriptors import FEATURE_NAMES, DescriptorConfig, band_descriptors
 from hopnet.errors import DataError, HopnetError, ModelFileError, PathError
 from hopnet.models.base import Prediction, new_metadata, write_model_dir
@@ -141,24 +142,10 @@ class ClassicalConfig(EstimatorConfig):
     @classmethod
     def from_dict(cls, d: dict) -> "ClassicalConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ModelFileError`."""
-        d = {k: v for k, v in d.items() if k != "kind"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ModelFileError(f"classical config: unknown setting(s) {', '.join(unknown)}")
-        est_known = {f.name for f in fields(EstimatorConfig)}
-        blend = []
-        for b in d.pop("blend", []) or []:
-            bad = sorted(set(b) - est_known)
-            if bad:
-                raise ModelFileError(f"classical config: unknown blend setting(s) {', '.join(bad)}")
-            blend.append(EstimatorConfig(**b))
-        desc = d.pop("descriptor", None) or {}
-        dknown = {f.name for f in fields(DescriptorConfig)}
-        if set(desc) - dknown:
-            raise ModelFileError(
-                f"classical config: unknown descriptor setting(s) {', '.join(sorted(set(desc) - dknown))}"
-            )
+        d = check_keys(cls, {k: v for k, v in d.items() if k != "kind"}, "classical config", ModelFileError)
+        blend = [EstimatorConfig(**check_keys(EstimatorConfig, b, "classical blend", ModelFileError))
+                 for b in d.pop("blend", []) or []]
+        desc = check_keys(DescriptorConfig, d.pop("descriptor", None) or {}, "classical descriptor", ModelFileError)
         return cls(**d, blend=blend, descriptor=DescriptorConfig(**desc))
 
 

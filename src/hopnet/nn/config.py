@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from hopnet.configs import check_keys
 from hopnet.errors import HopnetError
 
 Pooling = Literal["mean", "attention"]
@@ -96,10 +97,4 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EncoderConfig":
         """Build a config from :meth:`to_dict` output; unknown keys are an error."""
-        if not isinstance(data, dict):
-            raise EncoderConfigError(f"EncoderConfig.from_dict needs a dict, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EncoderConfigError(f"EncoderConfig.from_dict: unknown keys {unknown}")
-        return cls(**data)
+        return cls(**check_keys(cls, data, "encoder", EncoderConfigError))

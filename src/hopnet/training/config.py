@@ -22,10 +22,11 @@ error)::
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hopnet.configs import check_keys
 from hopnet.errors import HopnetError
 from hopnet.models.barrier import BarrierModelConfig
 
@@ -38,13 +39,7 @@ class TrainingConfigError(HopnetError, ValueError):
 
 
 def _check_keys(cls: type, data: dict, what: str) -> None:
-    if not isinstance(data, dict):
-        raise TrainingConfigError(f"{what} must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise TrainingConfigError(f"unknown {what} key(s): {', '.join(unknown)} "
-                                  f"(known: {', '.join(sorted(known))})")
+    check_keys(cls, data, what, TrainingConfigError)
 
 
 @dataclass(frozen=True)
