@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, str] = {
     "neb": "hopnet.cli.neb_cmd",
     "reproduce": "hopnet.cli.reproduce_cmd",
     "models": "hopnet.cli.models_cmd",
+    "predict": "hopnet.cli.predict_cmd",
+    "rate": "hopnet.cli.rate_cmd",
+    "pretrain": "hopnet.cli.pretrain_cmd",
+    "finetune": "hopnet.cli.finetune_cmd",
 }
 
 

@@ -37,6 +37,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 _LOADERS: dict[str, str] = {
     "gnn": "hopnet.models.barrier:load_predictor",
     "classical": "hopnet.models.classical:load_predictor",
+    "property": "hopnet.training.pretrain:load_predictor",
 }
 
 

@@ -53,6 +53,9 @@ class TrainingConfig:
     * ``patience``: epochs without a better validation MAE before stopping (0 = never stop early).
     * ``ensemble``: members trained with seeds ``seed, seed + 1, ...``.
     * ``max_batch_atoms`` / ``max_batch_line_edges``: caps per batch besides ``batch_size``.
+    * ``devices`` / ``accelerator`` / ``strategy`` / ``num_nodes``: passed to Lightning's
+      ``Trainer`` as they are (``devices=2, strategy="ddp"`` = two DDP processes, gloo on CPU);
+      each process then takes every world-size-th batch.
     * ``float16_weights``: store the weights in half precision (half the file size).
     * ``cache_dir``: graph cache folder (None = ``$HOPNET_CACHE_DIR/graphs`` or ``~/.cache``);
       ``"none"`` disables the disk cache.
@@ -70,6 +73,8 @@ class TrainingConfig:
     num_workers: int = 0
     devices: int | str = 1
     accelerator: str = "cpu"
+    strategy: str = "auto"
+    num_nodes: int = 1
     max_batch_atoms: int | None = 6000
     max_batch_line_edges: int | None = 600_000
     gradient_clip: float | None = None
@@ -78,7 +83,8 @@ class TrainingConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        ints = {"epochs": 1, "batch_size": 1, "patience": 0, "ensemble": 1, "num_workers": 0, "seed": 0}
+        ints = {"epochs": 1, "batch_size": 1, "patience": 0, "ensemble": 1, "num_workers": 0, "seed": 0,
+                "num_nodes": 1}
         for name, low in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:

@@ -218,7 +218,11 @@ class SizeCappedBatchSampler:
     line-graph edges (None = no cap). Shuffled per epoch from ``seed`` + epoch when ``shuffle``.
 
     The shuffle key is ``epoch_fn()`` when set (:func:`hopnet.training.train.train` sets it to
-    the trainer's global step, exact after a resume too), else what ``set_epoch`` last stored."""
+    the trainer's global step, exact after a resume too), else what ``set_epoch`` last stored.
+
+    Distributed runs: ``shard_fn()`` (when set) returns ``(world_size, rank)``; the epoch's
+    batches are then padded (by repeating the first ones) to a multiple of the world size and
+    each process takes every world-size-th batch, so all processes run the same number of steps."""
 
     def __init__(self, n_atoms: Sequence[int], n_line_edges: Sequence[int], batch_size: int,
                  max_atoms: int | None = None, max_line_edges: int | None = None,
@@ -234,6 +238,7 @@ class SizeCappedBatchSampler:
         self.seed = int(seed)
         self.sampler = _EpochHolder()
         self.epoch_fn: Any = None
+        self.shard_fn: Any = None
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -258,6 +263,10 @@ class SizeCappedBatchSampler:
             lines += l
         if cur:
             out.append(cur)
+        world, rank = self.shard_fn() if self.shard_fn is not None else (1, 0)
+        if world > 1 and out:
+            out = out + [out[i % len(out)] for i in range((-len(out)) % world)]
+            out = out[rank::world]
         return out
 
     def __iter__(self) -> Iterator[list[int]]:

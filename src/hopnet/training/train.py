@@ -98,39 +98,60 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
 
 
-def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: TrainingConfig,
-                train_data: BarrierGraphs, val_data: BarrierGraphs | None, scaling: dict,
-                run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> dict:
-    """Train one member; returns {"state": state_dict, "seed", "epochs", "best_val_mae"}."""
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
+def launched_worker() -> bool:
+    """True in a process that a distributed launcher started besides the main one (rank > 0):
+    such a process must not clear run folders or write results."""
+    return any(int(os.environ.get(v, "0") or 0) > 0 for v in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
-    from hopnet.training.module import BarrierLitModule
+
+def prepare_run(run_dir: Path, resume: bool, seed: int) -> dict | None:
+    """Start a run folder: the finished result (``final.pt``) when resuming a finished run, else
+    None after clearing the folder (unless resuming, or in a launched DDP worker) and seeding
+    python / numpy / torch with ``seed``."""
+    import lightning as L
 
     _quiet_lightning()
     final = run_dir / FINAL_FILE
     if resume and final.exists():
-        log.info("member %d already finished (%s); reusing it", k, final)
         return torch.load(final, map_location="cpu", weights_only=True)
-    if not resume and run_dir.exists():
+    if not resume and run_dir.exists() and not launched_worker():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-
     L.seed_everything(seed, workers=True, verbose=False)
-    model = build_model(model_config, train_data.n_descriptors)
-    model.set_scaling(scaling["target_mean"], scaling["target_std"],
-                      scaling.get("desc_mean"), scaling.get("desc_std"))
-    lit = BarrierLitModule(model, config)
+    return None
+
+
+def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig, run_dir: Path,
+               seed: int, resume: bool, callbacks: Sequence[Any] = (), label: str = "model") -> dict:
+    """Fit a Lightning module whose network is ``lit.model`` and which logs ``val_mae``, on
+    graph data sets with ``n_atoms`` / ``n_line_edges`` (size-capped batches), with
+    ``ModelCheckpoint`` (best on ``val_mae`` + last), early stopping, a CSV log and resume from
+    ``run_dir/checkpoints/last.ckpt``. Writes ``run_dir/final.pt`` (rank 0) and returns
+    {"state" (best, else last weights), "seed", "epochs", "best_epoch", "best_val_mae", "rank"}."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    final = run_dir / FINAL_FILE
     has_val = val_data is not None and len(val_data) > 0
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                            monitor="val_mae" if has_val else None, mode="min",
-                           save_top_k=1 if has_val else 0, save_last=True)
+                           save_top_k=1 if has_val else 0, save_last=not has_val)
     cbs: list[Any] = [ckpt, *callbacks]
+    if has_val:
+        # Lightning (>= 2.5) refreshes a monitored callback's last.ckpt only in epochs that improve
+        # the monitored value; this one rewrites last.ckpt after every epoch (the resume point)
+        cbs.insert(1, ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                                      save_top_k=1, enable_version_counter=False))
     if has_val and config.patience > 0:
         cbs.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.patience))
+    # the last GCN layer's bond update feeds nothing, and a multi-property batch may lack a
+    # property (its head unused): plain DDP would stop at the first step, so it looks for them
+    strategy = {"ddp": "ddp_find_unused_parameters_true",
+                "ddp_spawn": "ddp_spawn_find_unused_parameters_true"}.get(config.strategy, config.strategy)
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        strategy=strategy, num_nodes=config.num_nodes,
         deterministic=True, callbacks=cbs, logger=CSVLogger(run_dir, name="logs"),
         enable_progress_bar=config.progress_bar, enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
@@ -151,16 +172,19 @@ def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: Tra
     if resume and last.is_file():
         start = int(torch.load(last, map_location="cpu", weights_only=False).get("global_step", 0))
     train_loader.batch_sampler.epoch_fn = lambda: max(trainer.global_step, start)
-    trainer.fit(lit, train_loader, val_loader, ckpt_path="last" if resume else None)
+    # DDP: every process takes its share of the (identically shuffled) training batches; the
+    # validation fold is evaluated whole by each process, so val_mae agrees across processes
+    train_loader.batch_sampler.shard_fn = lambda: (trainer.world_size, trainer.global_rank)
+    trainer.fit(lit, train_loader, val_loader, ckpt_path="last" if resume and last.is_file() else None)
     if trainer.interrupted:
-        raise HopnetError(f"training of member {k} was interrupted; rerun with --resume to continue")
+        raise HopnetError(f"training of {label} was interrupted; rerun with --resume to continue")
     best_path = ckpt.best_model_path if has_val else ""
     if best_path and Path(best_path).is_file():
         ck = torch.load(best_path, map_location="cpu", weights_only=False)
         state = {key[len("model."):]: v for key, v in ck["state_dict"].items() if key.startswith("model.")}
         best_epoch = int(ck.get("epoch", -1))
     else:
-        state = _float_state(model)
+        state = _float_state(lit.model)
         best_epoch = int(trainer.current_epoch) - 1
     score = ckpt.best_model_score
     result = {
@@ -170,9 +194,30 @@ def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: Tra
         "best_epoch": best_epoch,
         "best_val_mae": float(score) if score is not None else None,
     }
-    buf = io.BytesIO()
-    torch.save(result, buf)
-    atomic_write_bytes(final, buf.getvalue())
+    if trainer.global_rank == 0:
+        buf = io.BytesIO()
+        torch.save(result, buf)
+        atomic_write_bytes(final, buf.getvalue())
+    result["rank"] = int(trainer.global_rank)
+    return result
+
+
+def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: TrainingConfig,
+                train_data: BarrierGraphs, val_data: BarrierGraphs | None, scaling: dict,
+                run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> dict:
+    """Train one member; returns {"state": state_dict, "seed", "epochs", "best_val_mae"}."""
+    from hopnet.training.module import BarrierLitModule
+
+    done = prepare_run(run_dir, resume, seed)
+    if done is not None:
+        log.info("member %d already finished (%s); reusing it", k, run_dir / FINAL_FILE)
+        return done
+    model = build_model(model_config, train_data.n_descriptors)
+    model.set_scaling(scaling["target_mean"], scaling["target_std"],
+                      scaling.get("desc_mean"), scaling.get("desc_std"))
+    result = fit_module(BarrierLitModule(model, config), train_data, val_data, config, run_dir,
+                        seed, resume, callbacks, label=f"member {k}")
+    result.pop("rank", None)
     return result
 
 

@@ -1,0 +1,96 @@
+"""``hopnet pretrain``: pre-train an ALIGNN encoder on one property (pair-wise transfer) or on
+several at once (multi-property pre-training, one head per property) and write a property model
+folder OUT/model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``pretrain`` and ``finetune`` (TrainingConfig fields, Lightning pass-through)."""
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--small", dest="size_preset", action="store_const", const="small",
+                      help="small encoder (CPU runs; the default)")
+    size.add_argument("--paper", dest="size_preset", action="store_const", const="paper",
+                      help="published ALIGNN size (4 ALIGNN + 4 GCN layers, 256 hidden)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (AdamW)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ensemble", type=int, default=None)
+    p.add_argument("--val-fraction", type=float, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--cache-dir", default=None, help="graph cache folder ('none' = no disk cache)")
+    p.add_argument("--devices", default=None, help="Lightning devices (e.g. 2 = two processes)")
+    p.add_argument("--accelerator", default=None, help="Lightning accelerator: cpu, gpu, auto")
+    p.add_argument("--strategy-ddp", dest="dist_strategy", nargs="?", const="ddp", default=None,
+                   metavar="NAME", help="Lightning strategy (bare flag = ddp; gloo on CPU)")
+    p.add_argument("--num-nodes", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="data folder (default: $HOPNET_DATA_DIR)")
+    p.add_argument("--out", required=True, help="output folder (the model folder is OUT/model)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoints in OUT")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def training_config(args: argparse.Namespace) -> Any:
+    from hopnet.training.config import TrainingConfig
+
+    kw: dict[str, Any] = {}
+    for flag in ("epochs", "batch_size", "lr", "seed", "ensemble", "val_fraction", "patience",
+                 "cache_dir", "accelerator", "num_nodes"):
+        v = getattr(args, flag, None)
+        if v is not None:
+            kw[flag] = v
+    if args.devices is not None:
+        kw["devices"] = int(args.devices) if str(args.devices).isdigit() else args.devices
+    if args.dist_strategy is not None:
+        kw["strategy"] = args.dist_strategy
+    if args.no_progress:
+        kw["progress_bar"] = False
+    return TrainingConfig(**kw)
+
+
+def encoder_config(args: argparse.Namespace) -> Any:
+    from hopnet.nn.config import EncoderConfig
+
+    return EncoderConfig.paper() if args.size_preset == "paper" else EncoderConfig.small()
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "pretrain", help="pre-train an encoder on one or several properties",
+        description="Pre-train an ALIGNN encoder with one head per property on the pre-training "
+                    "sets (fe bg gv ph dc pz ebg). Several properties are merged into one table "
+                    "(same structure = one row with several targets and a presence mask).",
+    )
+    p.add_argument("--properties", default="fe",
+                   help="a property, a comma list, or 'all' (default fe)")
+    p.add_argument("--exclude", action="append", default=[], metavar="P",
+                   help="leave property P out (repeatable); e.g. --properties all --exclude pz")
+    p.add_argument("--max-size", type=int, default=None,
+                   help="cap each property's set at N structures (seeded sample, before merging)")
+    p.add_argument("--normalisation", choices=("row", "property", "sum"), default="row",
+                   help="masked-loss averaging (see hopnet.training.pretrain)")
+    add_training_flags(p)
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hopnet.datasets.multiprop import load_multiprop
+    from hopnet.runtime import tune_allocator
+    from hopnet.training.pretrain import pretrain
+
+    tune_allocator()
+    training = training_config(args)
+    data = load_multiprop(args.properties, args.exclude, max_size=args.max_size, seed=training.seed,
+                          data_dir=args.data_dir)
+    print(json.dumps({"rows": len(data), **data.stats}))
+    folder = pretrain(data, encoder_config(args), training, Path(args.out), resume=args.resume,
+                      normalisation=args.normalisation)
+    if folder is not None:
+        print(f"model written to {folder}")
+    return 0

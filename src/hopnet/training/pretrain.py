@@ -1,0 +1,551 @@
+"""Property models: single- and multi-property pre-training (MPT) and fine-tuning.
+
+A property model is one ALIGNN encoder + one scalar head per property
+(:class:`~hopnet.nn.MultiHead`); a single-property model is the case P = 1. Targets are in the
+data's units (the pre-training sets are min-max scaled to [-1, 1]); with
+``target_scaling="standardize"`` the network predicts ``(y - mean_p) / std_p`` (training-fold
+mean/std per property, stored as buffers) and :meth:`MultiPropertyModel.predict` returns data
+units.
+
+**Loss** (:func:`masked_l1`), with e_ip = |ŷ_ip − y_ip| on the standardised scale and δ_ip the
+presence mask. ``normalisation``:
+
+* ``"row"`` (default): L = (1/N) Σ_i (1/|P_i|) Σ_p e_ip δ_ip, with |P_i| = Σ_p δ_ip. Each
+  structure counts once whatever number of properties it carries: a row with 5 properties does
+  not weigh 5 times a row with one. The property sets then weigh by their number of rows.
+* ``"property"``: L = (1/P_b) Σ_p (Σ_i e_ip δ_ip / Σ_i δ_ip) over the P_b properties present in
+  the batch: every property weighs the same whatever its size (pz's 941 rows = bg's 9,395).
+* ``"sum"``: the literal L = (1/N) Σ_i Σ_p e_ip δ_ip (rows with more properties weigh more).
+
+Validation: MAE of each property over its present rows (data units); ``val_mae`` (model
+selection, early stopping) is the mean of those per-property MAEs.
+
+**Model folder** (kind ``"property"``): ``config.json`` {"kind", "model": PropertyModelConfig,
+"training"}, ``metadata.json`` (properties, target scaling, members, validation metrics, source
+model and strategy of a fine-tuned model), ``weights.pt`` (a list of state dicts, one per
+member). :func:`load_property_model` reads it back.
+
+**Fine-tuning** (:func:`finetune`): the encoder always comes from the source; the source head is
+kept only when the source has exactly one property and the strategy keeps heads
+(see :mod:`hopnet.training.transfer`); an MPT source always gives a fresh head.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset as TorchDataset
+
+from hopnet.datasets.multiprop import MultiPropertyDataset
+from hopnet.errors import DataError, HopnetError, ModelFileError
+from hopnet.graphs import AlignnGraph, GraphCache, build_graph
+from hopnet.graphs.config import GraphConfig
+from hopnet.graphs.features import FEATURE_DIM
+from hopnet.nn.config import EncoderConfig
+from hopnet.nn.encoder import AlignnEncoder
+from hopnet.nn.heads import MultiHead
+from hopnet.training.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+KIND = "property"
+WEIGHTS_FILE = "weights.pt"
+MODEL_DIR = "model"
+RUNS_DIR = "runs"
+NORMALISATIONS = ("row", "property", "sum")
+SCALINGS = ("standardize", "none")
+SAMPLINGS = ("random", "match")
+
+
+class PropertyConfigError(HopnetError, ValueError):
+    """A property-model configuration holds an invalid value."""
+
+
+@dataclass(frozen=True)
+class PropertyModelConfig:
+    """Architecture and loss of a property model.
+
+    ``properties``: one head per name. ``head_hidden``: None = linear heads (upstream ALIGNN's
+    ``fc``), else one hidden layer of that width. ``normalisation``: see the module docstring.
+    ``target_scaling``: ``"standardize"`` (per property, training-fold mean/std) or ``"none"``.
+    ``encoder.atom_input_features`` follows ``graph``."""
+
+    properties: tuple[str, ...] = ("target",)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    head_hidden: int | None = None
+    normalisation: Literal["row", "property", "sum"] = "row"
+    target_scaling: Literal["standardize", "none"] = "standardize"
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        props = (self.properties,) if isinstance(self.properties, str) else tuple(self.properties)
+        if not props or len(set(props)) != len(props) or not all(isinstance(p, str) and p for p in props):
+            raise PropertyConfigError(f"properties must be distinct non-empty names, got {self.properties!r}")
+        set_("properties", props)
+        if isinstance(self.encoder, dict):
+            set_("encoder", EncoderConfig.from_dict(self.encoder))
+        if isinstance(self.graph, dict):
+            set_("graph", GraphConfig.from_dict(self.graph))
+        width = FEATURE_DIM + self.graph.extra_features
+        if self.encoder.atom_input_features != width:
+            set_("encoder", replace(self.encoder, atom_input_features=width))
+        if self.head_hidden is not None and (isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int)
+                                             or self.head_hidden < 1):
+            raise PropertyConfigError(f"head_hidden must be a positive int or null, got {self.head_hidden!r}")
+        if self.normalisation not in NORMALISATIONS:
+            raise PropertyConfigError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, "
+                                      f"got {self.normalisation!r}")
+        if self.target_scaling not in SCALINGS:
+            raise PropertyConfigError(f"target_scaling must be one of {', '.join(SCALINGS)}, "
+                                      f"got {self.target_scaling!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["properties"] = list(self.properties)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PropertyModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PropertyConfigError(f"unknown property-model key(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+class MultiPropertyModel(nn.Module):
+    """ALIGNN encoder + one head per property. ``forward(batch)`` -> [B, P] (standardised when
+    the config says so); :meth:`predict` -> [B, P] in data units."""
+
+    def __init__(self, config: PropertyModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = AlignnEncoder(config.encoder)
+        self.head = MultiHead(self.encoder.out_features, config.properties, config.head_hidden)
+        p = len(config.properties)
+        self.register_buffer("target_mean", torch.zeros(p))
+        self.register_buffer("target_std", torch.ones(p))
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        return self.config.properties
+
+    def set_scaling(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        std = np.where(np.asarray(std, float) > 1e-12, np.asarray(std, float), 1.0)
+        self.target_mean.copy_(torch.as_tensor(np.asarray(mean, float), dtype=self.target_mean.dtype))
+        self.target_std.copy_(torch.as_tensor(std, dtype=self.target_std.dtype))
+
+    def forward(self, batch: Any) -> Tensor:
+        out = self.head(self.encoder(batch).pooled)
+        return torch.stack([out[p] for p in self.properties], dim=1)
+
+    def predict(self, batch: Any) -> Tensor:
+        return self.forward(batch) * self.target_std + self.target_mean
+
+
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, normalisation: str = "row") -> Tensor:
+    """Masked L1 loss of ``pred`` / ``target`` [N, P] with presence mask ``mask`` [N, P] (bool or
+    0/1); absent targets may hold anything (NaN included). See the module docstring for the
+    normalisations. Returns 0 (with a gradient path) when nothing is present."""
+    m = mask.to(torch.bool)
+    err = torch.where(m, (pred - torch.where(m, target, pred)).abs(), torch.zeros_like(pred))
+    if normalisation == "row":
+        k = m.sum(dim=1)
+        rows = k > 0
+        if not bool(rows.any()):
+            return pred.sum() * 0.0
+        return (err.sum(dim=1)[rows] / k[rows]).mean()
+    if normalisation == "property":
+        k = m.sum(dim=0)
+        cols = k > 0
+        if not bool(cols.any()):
+            return pred.sum() * 0.0
+        return (err.sum(dim=0)[cols] / k[cols]).mean()
+    if normalisation == "sum":
+        return err.sum() / max(int(m.any(dim=1).sum()), 1)
+    raise PropertyConfigError(f"unknown loss normalisation {normalisation!r}")
+
+
+# ----------------------------------------------------------------------------------- data
+class PropertyGraphs(TorchDataset):
+    """The graphs of a :class:`MultiPropertyDataset`, built once (through ``cache`` when given).
+    Items are one-graph lists with ``y`` [1, P] (NaN where absent) and ``mask`` [1, P], so the
+    barrier pipeline's :func:`~hopnet.training.data.make_loader` batches them."""
+
+    def __init__(self, data: MultiPropertyDataset, graph: GraphConfig,
+                 cache: GraphCache | str | None = None) -> None:
+        if cache is not None and not isinstance(cache, GraphCache):
+            cache = GraphCache(cache)
+        self.properties = data.properties
+        self.ids = data.ids
+        self.targets = data.targets.astype(np.float32)
+        self.mask = data.mask.copy()
+        self.samples: list[AlignnGraph] = []
+        for i, e in enumerate(data):
+            try:
+                g = cache.get_or_build(e.atoms, graph, 0) if cache is not None else build_graph(e.atoms, graph, 0)
+            except HopnetError as exc:
+                raise type(exc)(f"{e.id}: {exc}") from None
+            self.samples.append(g)
+            if (i + 1) % 1000 == 0:
+                log.info("graphs of %d/%d structures built", i + 1, len(data))
+        self.n_atoms = np.array([g.num_nodes for g in self.samples], dtype=np.int64)
+        self.n_line_edges = np.array([int(g.lg_edge_index.shape[1]) for g in self.samples], dtype=np.int64)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "PropertyGraphs":
+        idx = np.asarray(indices, dtype=np.int64)
+        out = object.__new__(PropertyGraphs)
+        out.properties = self.properties
+        out.ids = [self.ids[i] for i in idx]
+        out.targets, out.mask = self.targets[idx], self.mask[idx]
+        out.samples = [self.samples[i] for i in idx]
+        out.n_atoms, out.n_line_edges = self.n_atoms[idx], self.n_line_edges[idx]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> list[AlignnGraph]:
+        g = self.samples[i].clone()
+        g.y = torch.from_numpy(self.targets[i:i + 1].copy())
+        g.mask = torch.from_numpy(self.mask[i:i + 1].copy())
+        return [g]
+
+
+def sample_indices(targets: np.ndarray, size: int | None, method: str = "random", seed: int = 0) -> np.ndarray:
+    """Sorted indices of a training subset of ``size`` entries (all when None or larger).
+
+    ``"random"``: a seeded uniform sample. ``"match"``: matches the target distribution: the
+    entries sorted by target are cut into ``size`` strata of (nearly) equal count and one entry
+    is drawn from each, so the subset's quantiles follow the full set's."""
+    y = np.asarray(targets, dtype=float)
+    n = len(y)
+    if method not in SAMPLINGS:
+        raise DataError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {method!r}")
+    if size is None or size >= n:
+        return np.arange(n)
+    if size < 1:
+        raise DataError(f"fine-tune size must be >= 1, got {size}")
+    rng = np.random.default_rng(seed)
+    if method == "random":
+        return np.sort(rng.permutation(n)[:size])
+    order = np.argsort(y, kind="stable")
+    edges = np.linspace(0, n, size + 1).round().astype(int)
+    picks = [order[rng.integers(a, b)] for a, b in zip(edges[:-1], edges[1:])]
+    return np.sort(np.asarray(picks, dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------- lightning
+def _lit_module(model: MultiPropertyModel, config: TrainingConfig) -> Any:
+    import lightning as L
+
+    from hopnet.training.module import LRSchedule
+    from hopnet.training.transfer import keep_frozen_eval
+
+    class PropertyLitModule(L.LightningModule):
+        """Masked L1 on the standardised targets; per-property validation MAE (data units)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.config = config
+            self._pred: list[Tensor] = []
+            self._true: list[Tensor] = []
+            self._mask: list[Tensor] = []
+
+        def forward(self, batch: Any) -> Tensor:
+            return self.model(batch)
+
+        def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+            keep_frozen_eval(self.model)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+            m = self.model
+            target = (batch.y - m.target_mean) / m.target_std
+            loss = masked_l1(m(batch), target, batch.mask, m.config.normalisation)
+            self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=int(batch.num_graphs))
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self._pred.append(self.model.predict(batch).detach().double())
+            self._true.append(batch.y.double())
+            self._mask.append(batch.mask)
+
+        def on_validation_epoch_end(self) -> None:
+            if not self._pred:
+                return
+            p, t, k = torch.cat(self._pred), torch.cat(self._true), torch.cat(self._mask)
+            self._pred.clear(), self._true.clear(), self._mask.clear()
+            maes = []
+            for j, name in enumerate(self.model.properties):
+                sel = k[:, j]
+                if not bool(sel.any()):
+                    continue
+                e = (p[sel, j] - t[sel, j]).abs().mean()
+                maes.append(e)
+                if len(self.model.properties) > 1:
+                    self.log(f"val_mae_{name}", e.float())
+            if maes:
+                self.log("val_mae", torch.stack(maes).mean().float(), prog_bar=True)
+
+        def configure_optimizers(self) -> Any:
+            params = [q for q in self.model.parameters() if q.requires_grad]
+            opt = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+            total = int(self.trainer.estimated_stepping_batches)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(self.config.schedule, total))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    return PropertyLitModule()
+
+
+def _scaling(data: MultiPropertyDataset, idx: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    p = len(data.properties)
+    if how == "none":
+        return np.zeros(p), np.ones(p)
+    mean, std = np.zeros(p), np.ones(p)
+    for j in range(p):
+        y = data.targets[idx, j][data.mask[idx, j]]
+        if y.size:
+            mean[j], std[j] = float(y.mean()), float(y.std()) or 1.0
+    return mean, std
+
+
+def _metrics(models: Sequence[MultiPropertyModel], graphs: PropertyGraphs, config: TrainingConfig) -> dict:
+    from hopnet.metrics import regression_metrics
+
+    pred = predict_graphs(models, graphs, config.batch_size, config.max_batch_atoms,
+                          config.max_batch_line_edges)
+    out = {}
+    for j, name in enumerate(graphs.properties):
+        sel = graphs.mask[:, j]
+        if sel.sum() >= 2:
+            out[name] = regression_metrics(graphs.targets[sel, j].astype(float), pred[sel, j])
+    return out
+
+
+def predict_graphs(models: Sequence[MultiPropertyModel], graphs: PropertyGraphs, batch_size: int = 16,
+                   max_atoms: int | None = None, max_line_edges: int | None = None) -> np.ndarray:
+    """Ensemble-mean predictions [n, P] (data units) of prepared graphs, in order."""
+    from hopnet.training.data import make_loader
+
+    n, p = len(graphs), len(graphs.properties)
+    if n == 0:
+        return np.zeros((0, p))
+    loader = make_loader(graphs, batch_size, shuffle=False, max_atoms=max_atoms, max_line_edges=max_line_edges)
+    out = np.zeros((len(models), n, p))
+    with torch.no_grad():
+        for k, m in enumerate(models):
+            m.eval()
+            out[k] = np.concatenate([m.predict(b).double().cpu().numpy() for b in loader])
+    return out.mean(axis=0)
+
+
+def fit_property_model(make_model: Callable[[int], MultiPropertyModel], data: MultiPropertyDataset,
+                       training: TrainingConfig, out_dir: str | os.PathLike, resume: bool = False,
+                       callbacks: Sequence[Any] = (), extra_metadata: dict | None = None) -> Path | None:
+    """Train ``training.ensemble`` members (``make_model(seed)`` builds each, weights transferred
+    and strategy applied) on ``data`` and write the model folder ``out_dir/model``.
+
+    A random validation fold (``training.val_fraction``) is carved for model selection.
+    Returns the model folder (None in a DDP worker process of rank > 0)."""
+    from hopnet.models.base import new_metadata, write_model_dir
+    from hopnet.training.train import _graph_cache, carve_validation, fit_module, prepare_run
+
+    out_dir = Path(out_dir)
+    if len(data) < 2:
+        raise DataError(f"need at least 2 training structures, got {len(data)}")
+    train_idx, val_idx = carve_validation(data, training.val_fraction, training.seed)
+    cfg = make_model(training.seed).config
+    if tuple(cfg.properties) != tuple(data.properties):
+        raise PropertyConfigError(f"model properties {list(cfg.properties)} differ from the data's "
+                                  f"{list(data.properties)}")
+    mean, std = _scaling(data, train_idx, cfg.target_scaling)
+    log.info("building graphs of %d structures", len(data))
+    graphs = PropertyGraphs(data, cfg.graph, _graph_cache(training))
+    train_g = graphs.subset(train_idx)
+    val_g = graphs.subset(val_idx) if len(val_idx) else None
+
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    members, rank = [], 0
+    try:
+        for k in range(training.ensemble):
+            seed = training.seed + k
+            run_dir = out_dir / RUNS_DIR / f"member-{k}"
+            done = prepare_run(run_dir, resume, seed)
+            if done is not None:
+                members.append(done)
+                continue
+            model = make_model(seed)  # after prepare_run's seeding: a deterministic initial state
+            model.set_scaling(mean, std)
+            res = fit_module(_lit_module(model, training), train_g, val_g, training, run_dir, seed,
+                             resume, callbacks, label=f"member {k}")
+            rank = max(rank, res.pop("rank", 0))
+            members.append(res)
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+    if rank > 0:
+        return None
+
+    models = []
+    for m in members:
+        model = MultiPropertyModel(cfg)
+        model.load_state_dict(m["state"], strict=True)
+        models.append(model)
+    metrics = {"val": _metrics(models, val_g, training)} if val_g is not None else {}
+    member_info = [{k: m[k] for k in ("seed", "epochs", "best_epoch", "best_val_mae")} for m in members]
+    metadata = new_metadata(
+        name=out_dir.name, kind=KIND, target=", ".join(cfg.properties), units="data units",
+        properties=list(cfg.properties), data_hash=data.sha256, dataset=data.provenance(),
+        n_train=int(len(train_idx)), n_val=int(len(val_idx)),
+        target_scaling={"mean": mean.tolist(), "std": std.tolist()},
+        seeds=[m["seed"] for m in members], members=member_info, metrics=metrics,
+        **(extra_metadata or {}),
+    )
+    run_config = {"kind": KIND, "model": cfg.to_dict(), "training": training.to_dict()}
+
+    def payload(folder: Path) -> None:
+        torch.save([m["state"] for m in members], folder / WEIGHTS_FILE)
+
+    folder = write_model_dir(out_dir / MODEL_DIR, run_config, metadata, payload)
+    log.info("property model written to %s", folder)
+    return folder
+
+
+def pretrain(data: MultiPropertyDataset, encoder: EncoderConfig, training: TrainingConfig,
+             out_dir: str | os.PathLike, resume: bool = False, graph: GraphConfig | None = None,
+             head_hidden: int | None = None, normalisation: str = "row",
+             target_scaling: str = "standardize", callbacks: Sequence[Any] = ()) -> Path | None:
+    """Pre-train one encoder with one head per property of ``data`` (P = 1: pair-wise PT;
+    P > 1: MPT). Returns the model folder ``out_dir/model``."""
+    cfg = PropertyModelConfig(properties=data.properties, encoder=encoder, graph=graph or GraphConfig(),
+                              head_hidden=head_hidden, normalisation=normalisation,  # type: ignore[arg-type]
+                              target_scaling=target_scaling)  # type: ignore[arg-type]
+    return fit_property_model(lambda seed: MultiPropertyModel(cfg), data, training, out_dir, resume,
+                              callbacks, extra_metadata={"stage": "pretrain"})
+
+
+def finetune(source: str | os.PathLike | None, data: MultiPropertyDataset, strategy: str,
+             training: TrainingConfig, out_dir: str | os.PathLike, resume: bool = False,
+             encoder: EncoderConfig | None = None, callbacks: Sequence[Any] = (),
+             extra_metadata: dict | None = None) -> Path | None:
+    """Fine-tune the property model folder ``source`` on ``data`` (its properties name the new
+    heads) with a strategy of :mod:`hopnet.training.transfer`. ``source=None`` trains from
+    scratch with ``encoder`` (the baseline). Returns the model folder ``out_dir/model``."""
+    from hopnet.training.transfer import apply_strategy, plan_strategy, read_state, transfer
+
+    if source is None:
+        cfg = PropertyModelConfig(properties=data.properties, encoder=encoder or EncoderConfig.small())
+        return fit_property_model(lambda seed: MultiPropertyModel(cfg), data, training, out_dir, resume,
+                                  callbacks, extra_metadata={"stage": "scratch", **(extra_metadata or {})})
+    src_models, src_cfg, src_meta = load_property_model(source)
+    cfg = replace(src_cfg, properties=data.properties)
+    state = read_state(src_models[0].state_dict())
+    plan = plan_strategy(strategy, MultiPropertyModel(cfg))
+    keep_head = len(src_cfg.properties) == 1 and len(cfg.properties) == 1 and not plan.new_head
+
+    def make(seed: int) -> MultiPropertyModel:
+        torch.manual_seed(seed)
+        model = MultiPropertyModel(cfg)
+        transfer(state, model, include=["encoder"])
+        if keep_head:
+            old, new = f"head.heads.{src_cfg.properties[0]}.", f"head.heads.{cfg.properties[0]}."
+            head = {new + k[len(old):]: v for k, v in state.items() if k.startswith(old)}
+            transfer(head, model, include=["head"])
+        apply_strategy(model, strategy, force_new_head=not keep_head)
+        return model
+
+    meta = {"stage": "finetune", "strategy": strategy, "head": "kept" if keep_head else "new",
+            "source": {"folder": str(source), "properties": list(src_cfg.properties),
+                       "data_hash": src_meta.get("data_hash"), "git_commit": src_meta.get("git_commit")}}
+    return fit_property_model(make, data, training, out_dir, resume, callbacks,
+                              extra_metadata={**meta, **(extra_metadata or {})})
+
+
+# ------------------------------------------------------------------------------- loading
+def load_property_model(folder: str | os.PathLike) -> tuple[list[MultiPropertyModel], PropertyModelConfig, dict]:
+    """(members, config, metadata) of a ``property`` model folder (a shipped name works too)."""
+    from hopnet.models.base import read_model_files, resolve_model_dir
+
+    folder = resolve_model_dir(folder)
+    config, metadata = read_model_files(folder)
+    if config.get("kind") != KIND:
+        raise ModelFileError(f"{folder}: a {config.get('kind')!r} model, not a property model")
+    try:
+        cfg = PropertyModelConfig.from_dict(config.get("model", {}))
+    except (HopnetError, TypeError) as exc:
+        raise ModelFileError(f"{folder}: config.json: {exc}") from None
+    try:
+        states = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"{folder}: missing {WEIGHTS_FILE}") from None
+    except Exception as exc:
+        raise ModelFileError(f"{folder}: {WEIGHTS_FILE} is unreadable ({type(exc).__name__})") from None
+    if isinstance(states, dict):
+        states = [states]
+    from hopnet.models.barrier import state_dict_mismatch
+
+    models = []
+    for k, s in enumerate(states):
+        model = MultiPropertyModel(cfg)
+        s = {key: v.float() if v.is_floating_point() else v for key, v in s.items()}
+        problem = state_dict_mismatch(model, s)
+        if problem:
+            raise ModelFileError(f"{folder}: {WEIGHTS_FILE} member {k} does not match config.json: {problem}")
+        model.load_state_dict(s, strict=True)
+        model.eval()
+        models.append(model)
+    return models, cfg, metadata
+
+
+class PropertyPredictor:
+    """A loaded property model: :meth:`predict_structures` -> [n, P] in data units."""
+
+    def __init__(self, name: str, models: list[MultiPropertyModel], config: PropertyModelConfig,
+                 metadata: dict) -> None:
+        self.name, self.members, self.config, self.metadata = name, models, config, metadata
+
+    def predict_structures(self, structures: Sequence[Any], batch_size: int = 16) -> np.ndarray:
+        from hopnet.datasets.core import Entry
+        from hopnet.structures import to_jarvis, to_structure
+
+        p = len(self.config.properties)
+        entries = [Entry(id=str(i), target=float("nan"), atoms=s if isinstance(s, dict) else to_jarvis(to_structure(s)))
+                   for i, s in enumerate(structures)]
+        data = MultiPropertyDataset(self.config.properties, entries, np.zeros((len(entries), p)),
+                                    np.ones((len(entries), p), bool), "")
+        return predict_graphs(self.members, PropertyGraphs(data, self.config.graph), batch_size)
+
+    def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Any:
+        raise ModelFileError(f"model {self.name!r} predicts the properties {list(self.config.properties)}, "
+                             f"not migration barriers; fine-tune it first (hopnet finetune)")
+
+
+def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> PropertyPredictor:
+    """The loader ``hopnet.models.base.load_model`` calls for kind ``"property"``."""
+    models, cfg, meta = load_property_model(folder)
+    return PropertyPredictor(Path(folder).name, models, cfg, meta)
+
+
+def export_encoder(model_dir: str | os.PathLike, path: str | os.PathLike, member: int = 0) -> Path:
+    """Write the encoder ``state_dict`` of a property model folder (one member) to ``path``:
+    the file ``BarrierModelConfig.pretrained_encoder`` loads (the barrier model's encoder config
+    must match: same sizes, and ``graph.mobile_flag`` off unless the source had it)."""
+    from hopnet.provenance import atomic_write_bytes
+
+    models, _, _ = load_property_model(model_dir)
+    if not 0 <= member < len(models):
+        raise ModelFileError(f"{model_dir}: no member {member} (it has {len(models)})")
+    buf = io.BytesIO()
+    torch.save(models[member].encoder.state_dict(), buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
