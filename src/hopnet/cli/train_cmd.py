@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         from hopnet.training.train import train
 
         folder = train(ds, run.gnn, run.training, out, resume=args.resume, extra_metadata=extra)
-    print(f"model written to {folder}")
+    if folder is not None:  # None in a DDP worker process; rank 0 reports
+        print(f"model written to {folder}")
     return 0
 
 

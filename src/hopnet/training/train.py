@@ -217,18 +217,18 @@ def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: Tra
                       scaling.get("desc_mean"), scaling.get("desc_std"))
     result = fit_module(BarrierLitModule(model, config), train_data, val_data, config, run_dir,
                         seed, resume, callbacks, label=f"member {k}")
-    result.pop("rank", None)
     return result
 
 
 def train(dataset: Any, model_config: BarrierModelConfig, training_config: TrainingConfig,
           out_dir: str | os.PathLike, resume: bool = False, callbacks: Sequence[Any] = (),
-          extra_metadata: dict | None = None) -> Path:
+          extra_metadata: dict | None = None) -> Path | None:
     """Train ``training_config.ensemble`` members on ``dataset`` (a ``hopnet.datasets.Dataset``
     or a list of ``Entry``; targets in eV) and write the model folder ``out_dir/model``.
 
     A validation fold (whole compounds, ``val_fraction``) is carved from ``dataset`` for early
-    stopping and model selection; every member shares it. Returns the model folder."""
+    stopping and model selection; every member shares it. Returns the model folder (None in a
+    DDP worker process of rank > 0: rank 0 writes it)."""
     from hopnet.metrics import regression_metrics
     from hopnet.models.base import new_metadata, write_model_dir
 
@@ -258,6 +258,8 @@ def train(dataset: Any, model_config: BarrierModelConfig, training_config: Train
                                        scaling, out_dir / RUNS_DIR / f"member-{k}", resume, callbacks))
     finally:
         torch.use_deterministic_algorithms(prev_det)
+    if any(m.pop("rank", 0) > 0 for m in members):
+        return None  # a DDP worker process: rank 0 writes the model folder
 
     # validation metrics of each member and of the ensemble mean (eV)
     models = []
