@@ -185,3 +185,13 @@ def test_cli_train_from_yaml_and_flags(tmp_path, entries, capsys):
     assert main(["train", "--config", str(run), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("hopnet: error:") and "epoch" in err[-1]
+
+
+def test_bf16_mixed_precision_trains_and_predicts(tmp_path, entries):
+    from hopnet.models.base import load_model
+
+    folder = train(entries, MODEL, replace(TRAIN, precision="bf16-mixed"), tmp_path / "bf16")
+    pred = load_model(folder).predict_paths(entries)
+    assert np.all(np.isfinite(pred.mean)) and pred.mean.shape == (len(entries),)
+    with pytest.raises(TrainingConfigError, match="precision"):
+        replace(TRAIN, precision="fp8")

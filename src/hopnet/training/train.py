@@ -156,6 +156,7 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
         enable_progress_bar=config.progress_bar, enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
         gradient_clip_val=config.gradient_clip, default_root_dir=run_dir,
+        precision=config.precision,
     )
     train_loader = make_loader(train_data, config.batch_size, shuffle=True, seed=seed,
                                max_atoms=config.max_batch_atoms,
