@@ -68,3 +68,15 @@ def test_reproduce_rejects_unknown_model_before_training(tmp_path, capsys):
     assert main(["reproduce", "--models", "model9", "--out", str(tmp_path)]) == 2
     assert "unknown model 'model9'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_neb_results_add_rows_on_the_paths_they_cover(small_ds, tmp_path):
+    first = reproduce.run(tmp_path, models=["classical"], quick=True, data=small_ds)
+    base = tmp_path / first["protocol"]
+    preds = load_records(base / "classical")[0]["predictions"]
+    neb = tmp_path / "neb.jsonl"
+    neb.write_text("".join(json.dumps({"id": p["sys_name"], "barrier": p["target"]}) + "\n" for p in preds[:3]))
+    summary = reproduce.run(tmp_path, models=["classical"], quick=True, data=small_ds, neb_results=neb)
+    row = summary["published_mace_neb"]["chgnet_neb"]
+    assert row["n"] == 3 and row["mae"] == pytest.approx(0.0)
+    assert "CHGNet-NEB" in (base / "reproduce.md").read_text()

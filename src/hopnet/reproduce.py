@@ -90,10 +90,36 @@ def _mace_rows(test_entries: Sequence[Any]) -> dict[str, dict]:
     return rows
 
 
+def _neb_rows(path: str | Path, test_entries: Sequence[Any], threshold: float) -> dict[str, dict]:
+    """CHGNet-NEB (``hopnet neb`` results file) on the test paths it covers, and the published
+    MACE-NEB on exactly those paths, so the two rows compare like with like."""
+    from hopnet.neb import read_results
+
+    by_id = {r["id"]: r for r in read_results(path)}
+    covered = [e for e in test_entries if e.id in by_id]
+    if not covered:
+        return {}
+    t = np.array([e.target for e in covered])
+    p = np.array([by_id[e.id]["barrier"] for e in covered])
+    rows = {"chgnet_neb": {"label": f"CHGNet-NEB (hopnet neb, {Path(path).name})", "n": len(covered),
+                           **regression_metrics(t, p), "classifier": classifier_metrics(t, p, threshold)}}
+    same = [(e.target, e.meta.get("mace_relax_ev")) for e in covered if e.meta.get("mace_relax_ev") is not None]
+    if same:
+        tm, pm = map(np.asarray, zip(*same))
+        rows["mace_same_paths"] = {"label": "MACE-NEB relaxed (published), same paths as CHGNet-NEB",
+                                   "n": len(same), **regression_metrics(tm, pm),
+                                   "classifier": classifier_metrics(tm, pm, threshold)}
+    return rows
+
+
 def run(out_dir: str | Path = "results", models: Sequence[str] | None = None, test: str | None = None,
         quick: bool = False, paper: bool = False, cv: int = 0, seed: int = 0,
-        threshold: float = DEFAULT_THRESHOLD_EV, data: Any = "migration-barriers") -> dict:
-    """Run (or resume) the comparison and write the summary files; returns the summary."""
+        threshold: float = DEFAULT_THRESHOLD_EV, data: Any = "migration-barriers",
+        neb_results: str | Path | None = None) -> dict:
+    """Run (or resume) the comparison and write the summary files; returns the summary.
+
+    ``neb_results``: a JSONL file of ``hopnet neb`` results (``run_neb_many``); its paths that
+    are test paths here add a CHGNet-NEB row, with the published MACE-NEB on the same paths."""
     from hopnet import datasets
     from hopnet.datasets.splits import published_split
 
@@ -139,7 +165,7 @@ def run(out_dir: str | Path = "results", models: Sequence[str] | None = None, te
         log.info("%s: %d fold(s) done in %.0f s", name, len(records), time.perf_counter() - t0)
     # the summary covers every model finished under this protocol, not only this run's
     done = {n: load_records(base / n) for n in MODELS if (base / n).is_dir()}
-    return write_summary(base, done, threshold, protocol, dataset_hash=ds.sha256)
+    return write_summary(base, done, threshold, protocol, dataset_hash=ds.sha256, neb_results=neb_results)
 
 
 def _concat(train: Any, test: Any) -> Any:
@@ -156,7 +182,7 @@ def _concat(train: Any, test: Any) -> Any:
 
 
 def write_summary(base: Path, records: dict[str, list[dict]], threshold: float, protocol: str,
-                  dataset_hash: str | None = None) -> dict:
+                  dataset_hash: str | None = None, neb_results: str | Path | None = None) -> dict:
     """``reproduce.json`` + ``reproduce.md`` + ``parity_<model>.png`` in ``base``."""
     from hopnet.plots import parity_plot
 
@@ -180,6 +206,8 @@ def write_summary(base: Path, records: dict[str, list[dict]], threshold: float, 
         try:
             full = datasets.load("migration-barriers")
             mace = _mace_rows([e for e in full if e.id in test_ids])
+            if neb_results is not None:
+                mace.update(_neb_rows(neb_results, [e for e in full if e.id in test_ids], threshold))
         except Exception as exc:  # the published columns are a comparison, not a requirement
             log.warning("published MACE-NEB numbers unavailable: %s", exc)
     summary = {"protocol": protocol, "threshold": threshold, "models": rows, "published_mace_neb": mace,

@@ -24,6 +24,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_EV, help="conductor cut (eV)")
     p.add_argument("--out", default="results", help="output folder (default results/)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--neb", default=None, metavar="FILE.jsonl",
+                   help="hopnet neb results: adds a CHGNet-NEB row for the test paths they cover")
     p.set_defaults(func=_run)
 
 
@@ -37,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     tune_allocator()
     summary = reproduce.run(args.out, models=args.models, test=args.test, quick=args.quick,
-                            paper=args.paper, cv=args.cv, seed=args.seed, threshold=args.threshold)
+                            paper=args.paper, cv=args.cv, seed=args.seed, threshold=args.threshold,
+                            neb_results=args.neb)
     print(reproduce.markdown_table(summary))
     return 0
