@@ -32,7 +32,34 @@ class Entry:
     meta: dict = field(default_factory=dict)
 
 
-class Dataset(Sequence[Entry]):
+class EntrySequence(Sequence[Entry]):
+    """The sequence protocol of a collection of :class:`Entry` held in ``self._entries``
+    (slicing goes through the subclass's ``subset``)."""
+
+    _entries: tuple[Entry, ...]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+    @overload
+    def __getitem__(self, i: slice) -> Any: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return self.subset(range(len(self))[i])  # type: ignore[attr-defined]
+        return self._entries[i]
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries)
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self._entries]
+
+
+class Dataset(EntrySequence):
     """An ordered, immutable collection of :class:`Entry`.
 
     ``sha256`` identifies the content for provenance: for a data set read from a file it is the
@@ -60,23 +87,6 @@ class Dataset(Sequence[Entry]):
         self.file = file
         self.split = "all"  # set by load() for "train"/"test" subsets
 
-    # --- sequence protocol -------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @overload
-    def __getitem__(self, i: int) -> Entry: ...
-    @overload
-    def __getitem__(self, i: slice) -> "Dataset": ...
-
-    def __getitem__(self, i: int | slice) -> "Entry | Dataset":
-        if isinstance(i, slice):
-            return self.subset(range(len(self))[i])
-        return self._entries[i]
-
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries)
-
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, n={len(self)}, sha256={self.sha256[:12]}...)"
 
@@ -85,10 +95,6 @@ class Dataset(Sequence[Entry]):
     def targets(self) -> np.ndarray:
         """Targets as a float64 array (eV for migration barriers)."""
         return np.fromiter((e.target for e in self._entries), dtype=np.float64, count=len(self))
-
-    @property
-    def ids(self) -> list[str]:
-        return [e.id for e in self._entries]
 
     def subset(self, indices: Iterable[int] | np.ndarray) -> "Dataset":
         """A new data set holding the entries at ``indices`` (in that order)."""

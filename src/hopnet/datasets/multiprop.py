@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
-from hopnet.datasets.core import Entry
+from hopnet.datasets.core import Entry, EntrySequence
 from hopnet.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def structure_key(atoms: dict, decimals: int = 4) -> str:
     return h.hexdigest()
 
 
-class MultiPropertyDataset(Sequence[Entry]):
+class MultiPropertyDataset(EntrySequence):
     """Rows of (structure, target vector, presence mask). ``self[i]`` is an :class:`Entry` whose
     ``target`` is NaN and whose ``meta`` holds ``targets`` {property: value} and ``sources``
     {property: id in that property's file}; the arrays ``targets`` / ``mask`` are the tensors
@@ -74,28 +74,8 @@ class MultiPropertyDataset(Sequence[Entry]):
         self.stats = dict(stats or {})
         self.name = name
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @overload
-    def __getitem__(self, i: int) -> Entry: ...
-    @overload
-    def __getitem__(self, i: slice) -> "MultiPropertyDataset": ...
-
-    def __getitem__(self, i: int | slice) -> "Entry | MultiPropertyDataset":
-        if isinstance(i, slice):
-            return self.subset(range(len(self))[i])
-        return self._entries[i]
-
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries)
-
     def __repr__(self) -> str:
         return f"MultiPropertyDataset({list(self.properties)}, n={len(self)})"
-
-    @property
-    def ids(self) -> list[str]:
-        return [e.id for e in self._entries]
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "MultiPropertyDataset":
         idx = np.asarray(indices, dtype=np.int64).ravel()

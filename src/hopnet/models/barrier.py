@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from hopnet.configs import check_keys
 from hopnet.errors import HopnetError, ModelFileError
+from hopnet.models.base import read_weights
 from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.features import FEATURE_DIM
 from hopnet.nn.config import EncoderConfig
@@ -229,12 +230,9 @@ class BarrierModel(nn.Module):
 
     def load_encoder(self, path: str | os.PathLike) -> None:
         """Load an encoder ``state_dict`` (strict key and shape check) -> ModelFileError."""
-        try:
-            state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise ModelFileError(f"pretrained encoder file {path} not found") from None
-        except Exception as exc:
-            raise ModelFileError(f"pretrained encoder file {path} is unreadable ({type(exc).__name__})") from None
+
+
+        state = read_weights(path, "pretrained encoder file")
         if not isinstance(state, dict):
             raise ModelFileError(f"pretrained encoder file {path} does not hold a state_dict")
         if all(k.startswith("encoder.") for k in state):  # a whole-model state_dict
@@ -353,12 +351,7 @@ def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> G
     except TypeError as exc:
         raise ModelFileError(f"{folder}: config.json: {exc}") from None
     path = folder / WEIGHTS_FILE
-    try:
-        states = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelFileError(f"{folder}: missing {WEIGHTS_FILE}") from None
-    except Exception as exc:
-        raise ModelFileError(f"{folder}: {WEIGHTS_FILE} is unreadable ({type(exc).__name__})") from None
+    states = read_weights(path)
     if isinstance(states, dict):
         states = [states]
     if not isinstance(states, list) or not states or not all(isinstance(s, dict) for s in states):

@@ -157,3 +157,17 @@ def write_model_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def read_weights(path: str | os.PathLike, what: str = "weights file", trusted: bool = False) -> Any:
+    """``torch.load`` of a weights file on the CPU with one-line :class:`ModelFileError`s.
+
+    Tensors only (``weights_only=True``) unless ``trusted`` — Lightning checkpoints hold more."""
+    import torch
+
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=not trusted)
+    except FileNotFoundError:
+        raise ModelFileError(f"missing {Path(path).name}: {what} {path} not found") from None
+    except Exception as exc:
+        raise ModelFileError(f"{what} {path} is unreadable ({type(exc).__name__})") from None

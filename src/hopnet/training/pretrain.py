@@ -35,7 +35,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -46,6 +46,8 @@ from torch.utils.data import Dataset as TorchDataset
 
 from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.errors import DataError, HopnetError, ModelFileError
+from hopnet.configs import check_keys
+from hopnet.models.base import read_weights
 from hopnet.graphs import AlignnGraph, GraphCache, build_graph
 from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.features import FEATURE_DIM
@@ -115,11 +117,7 @@ class PropertyModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PropertyModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PropertyConfigError(f"unknown property-model key(s): {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**check_keys(cls, data, "property-model", PropertyConfigError))
 
 
 class MultiPropertyModel(nn.Module):
@@ -484,12 +482,7 @@ def load_property_model(folder: str | os.PathLike) -> tuple[list[MultiPropertyMo
         cfg = PropertyModelConfig.from_dict(config.get("model", {}))
     except (HopnetError, TypeError) as exc:
         raise ModelFileError(f"{folder}: config.json: {exc}") from None
-    try:
-        states = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelFileError(f"{folder}: missing {WEIGHTS_FILE}") from None
-    except Exception as exc:
-        raise ModelFileError(f"{folder}: {WEIGHTS_FILE} is unreadable ({type(exc).__name__})") from None
+    states = read_weights(folder / WEIGHTS_FILE)
     if isinstance(states, dict):
         states = [states]
     from hopnet.models.barrier import state_dict_mismatch

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from hopnet.errors import HopnetError, ModelFileError
+from hopnet.models.base import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -248,12 +249,7 @@ def read_state(source: Any) -> dict[str, torch.Tensor]:
             from hopnet.training.pretrain import WEIGHTS_FILE
 
             p = p / WEIGHTS_FILE
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=False)
-        except FileNotFoundError:
-            raise ModelFileError(f"weights file {p} not found") from None
-        except Exception as exc:
-            raise ModelFileError(f"weights file {p} is unreadable ({type(exc).__name__})") from None
+        state = read_weights(p, trusted=True)
     if isinstance(state, list):
         if not state:
             raise ModelFileError("weights file holds no state dict")
