@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "rate": "hopnet.cli.rate_cmd",
     "pretrain": "hopnet.cli.pretrain_cmd",
     "finetune": "hopnet.cli.finetune_cmd",
+    "screen": "hopnet.cli.screen_cmd",
 }
 
 

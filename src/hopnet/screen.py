@@ -1,0 +1,461 @@
+"""Screen a structure: every symmetry-distinct hop of a mobile ion, its barrier, and the
+percolation barriers of the hop network (the Python face of ``hopnet screen``).
+
+1. **Hops.** pymatgen-analysis-diffusion's ``MigrationGraph.with_distance`` connects every pair of
+   ``ion`` sites closer than ``max_hop`` (Å, periodic images included) and groups the edges into
+   symmetry-distinct hops (``symprec`` is passed through). We do not use its NEB end-point
+   generator (``MigrationHop.get_structures`` removes sites by a distance of ``symprec`` Å, which
+   can drop or keep the wrong atoms); each distinct hop is built here as a vacancy hop in the input
+   cell: the ion at the start site moves to the end site, both removed from the host, and we check
+   that exactly those two atoms left the structure. A hop from a site to its own periodic image
+   is built in a supercell doubled along that image's axes. ``explicit_hops`` ((i, j) site pairs)
+   replace the enumeration by user-chosen hops.
+2. **Barriers.** All distinct hops go to :func:`hopnet.predict.predict_many` in one batch.
+3. **Percolation.** Every edge of the migration graph (hops and their periodic images) carries the
+   barrier of its distinct hop. For a barrier cut E, the edges with E_m <= E form a periodic
+   graph; each connected component spans 0, 1, 2 or 3 dimensions -- the rank of the lattice
+   translations of its cycles, computed as ``rank([B; T]) - rank(B)`` with ``B`` the component's
+   incidence matrix and ``T`` the edges' cell translations. The percolation barrier in d
+   dimensions is the lowest cut at which some component spans at least d dimensions.
+
+Energies in eV, lengths in Å.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from hopnet.errors import HopnetError, PathError, StructureError
+from hopnet.metrics import DEFAULT_THRESHOLD_EV
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Percolation", "ScreenHop", "ScreenResult", "network_dimensionality", "percolation_barriers",
+           "screen", "find_hops", "CSV_COLUMNS"]
+
+_SITE_TOL = 0.05  # Å: a graph node must sit this close to an ion site of the input structure
+
+
+@dataclass(frozen=True)
+class ScreenHop:
+    """One symmetry-distinct hop. ``start``/``end``: site indices in the input structure;
+    ``image``: the cell translation of the end site; ``multiplicity``: how many edges of the
+    migration graph (per input cell) are equivalent to it."""
+
+    index: int
+    start: int
+    end: int
+    image: tuple[int, int, int]
+    length: float
+    multiplicity: int
+    barrier: float = float("nan")
+    std: float = float("nan")
+    conductor_class: str = ""
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index, "from": self.start, "to": self.end, "image": list(self.image),
+            "length_a": round(self.length, 6), "multiplicity": self.multiplicity,
+            "barrier_ev": _num(self.barrier), "std_ev": _num(self.std),
+            "conductor_class": self.conductor_class, "warnings": list(self.warnings), "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Percolation:
+    """The lowest barrier cut (eV) at which the hop network spans ``dim`` dimensions; ``None``
+    when no cut within the hops found does. ``std`` is the spread of the hop that sets it;
+    ``hops`` the indices of the distinct hops open at that cut."""
+
+    dim: int
+    barrier: float | None
+    std: float | None = None
+    hops: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"dim": self.dim, "barrier_ev": self.barrier, "std_ev": self.std, "hops": list(self.hops)}
+
+
+@dataclass
+class ScreenResult:
+    """Everything ``hopnet screen`` reports for one structure."""
+
+    source: str
+    formula: str
+    ion: str
+    n_atoms: int
+    max_hop: float
+    symprec: float
+    model: str
+    threshold: float
+    hop_source: str  # "migration graph" or "explicit"
+    hops: list[ScreenHop]
+    percolation: dict[int, Percolation]
+    dimensionality: int  # of the whole network found (every hop open)
+    dimensionality_at_threshold: int  # of the network of hops with E_m < threshold
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "formula": self.formula, "ion": self.ion, "n_atoms": self.n_atoms,
+            "max_hop_a": self.max_hop, "symprec": self.symprec, "model": self.model,
+            "threshold_ev": self.threshold, "hop_source": self.hop_source,
+            "hops": [h.to_dict() for h in self.hops],
+            "percolation": {f"{d}d": p.to_dict() for d, p in sorted(self.percolation.items())},
+            "dimensionality": self.dimensionality,
+            "dimensionality_at_threshold": self.dimensionality_at_threshold,
+            "warnings": list(self.warnings),
+        }
+
+    def csv_rows(self) -> list[list[Any]]:
+        """One row per hop (see :data:`CSV_COLUMNS`); percolation barriers repeated on each row."""
+        perc = [self.percolation[d].barrier for d in (1, 2, 3)]
+        return [[self.source, self.formula, self.ion, h.index, h.start, h.end, f"{h.length:.4f}", h.multiplicity,
+                 _fmt(h.barrier), _fmt(h.std), h.conductor_class, *(_fmt(p) for p in perc), self.model, h.error or ""]
+                for h in self.hops]
+
+    def table(self) -> str:
+        """A plain-text report: one line per hop, then the percolation barriers."""
+        lines = [f"{self.source}: {self.ion} in {self.formula} ({self.n_atoms} atoms), "
+                 f"{len(self.hops)} distinct hop(s) [{self.hop_source}, max hop {self.max_hop:g} Å, "
+                 f"symprec {self.symprec:g}, model {self.model}]",
+                 f"{'hop':>4} {'from':>5} {'to':>5} {'image':>10} {'length/Å':>9} {'mult':>4}  "
+                 f"{'E_m/eV':>14}  class"]
+        for h in self.hops:
+            em = f"{h.barrier:.3f} ± {h.std:.3f}" if math.isfinite(h.barrier) else "failed"
+            img = ",".join(str(int(x)) for x in h.image)
+            lines.append(f"{h.index:>4} {h.start:>5} {h.end:>5} {img:>10} {h.length:>9.3f} {h.multiplicity:>4}  "
+                         f"{em:>14}  {h.conductor_class or '-'}")
+            if h.error:
+                lines.append(f"       error: {h.error}")
+        lines.append("percolation barriers (lowest E_m at which the hops connect into an infinite network):")
+        for d in (1, 2, 3):
+            p = self.percolation[d]
+            val = (f"{p.barrier:.3f} ± {p.std:.3f} eV  (hops {' '.join(map(str, p.hops))})"
+                   if p.barrier is not None else "not reached within the hops found")
+            lines.append(f"  {d}-D: {val}")
+        lines.append(f"network dimensionality: {self.dimensionality}-D with every hop; "
+                     f"{self.dimensionality_at_threshold}-D with the hops below {self.threshold:g} eV")
+        return "\n".join(lines)
+
+
+CSV_COLUMNS = ["source", "formula", "ion", "hop", "from", "to", "length_a", "multiplicity", "barrier_ev",
+               "std_ev", "class", "percolation_1d_ev", "percolation_2d_ev", "percolation_3d_ev", "model", "error"]
+
+
+def _num(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _fmt(x: float | None) -> str:
+    return f"{x:.4f}" if x is not None and math.isfinite(x) else ""
+
+
+# --------------------------------------------------------------------------- dimensionality
+def network_dimensionality(n_nodes: int, edges: np.ndarray, images: np.ndarray) -> int:
+    """Dimensionality (-1 without nodes, else 0..3) of a periodic graph: the largest, over its
+    connected components, rank of the lattice translations of the component's cycles.
+
+    ``edges`` (E, 2) node pairs (u -> v), ``images`` (E, 3) integer cell translation of v.
+    A self-loop (u, u, t) is a cycle with translation t.
+    """
+    if n_nodes <= 0:
+        return -1
+    edges = np.asarray(edges, dtype=int).reshape(-1, 2)
+    images = np.asarray(images, dtype=float).reshape(-1, 3)
+    if len(edges) == 0:
+        return 0
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    adj = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
+    _, comp = connected_components(adj, directed=False)
+    best = 0
+    for c in np.unique(comp[edges[:, 0]]):
+        sel = comp[edges[:, 0]] == c
+        e, t = edges[sel], images[sel]
+        nodes, local = np.unique(e, return_inverse=True)
+        local = local.reshape(-1, 2)
+        inc = np.zeros((len(nodes), len(e)))
+        cols = np.arange(len(e))
+        inc[local[:, 0], cols] -= 1.0
+        inc[local[:, 1], cols] += 1.0  # a self-loop's column stays zero
+        dim = np.linalg.matrix_rank(np.vstack([inc, t.T])) - np.linalg.matrix_rank(inc)
+        best = max(best, int(dim))
+    return best
+
+
+def percolation_barriers(n_nodes: int, edges: np.ndarray, images: np.ndarray, edge_hop: np.ndarray,
+                         barriers: Sequence[float], stds: Sequence[float] | None = None) -> dict[int, Percolation]:
+    """Percolation barriers in 1, 2 and 3 dimensions of a periodic hop network whose edge k
+    (``edges[k]``, translation ``images[k]``) is an instance of distinct hop ``edge_hop[k]`` with
+    barrier ``barriers[edge_hop[k]]`` (eV). Hops with a NaN barrier never open."""
+    e_m = np.asarray(barriers, dtype=float)
+    sd = np.asarray(stds if stds is not None else np.zeros(len(e_m)), dtype=float)
+    edge_hop = np.asarray(edge_hop, dtype=int)
+    out: dict[int, Percolation] = {d: Percolation(d, None) for d in (1, 2, 3)}
+    for cut in np.unique(e_m[np.isfinite(e_m)]):
+        open_hops = np.flatnonzero(np.isfinite(e_m) & (e_m <= cut))
+        keep = np.isin(edge_hop, open_hops)
+        dim = network_dimensionality(n_nodes, np.asarray(edges)[keep], np.asarray(images)[keep])
+        setter = int(open_hops[np.argmax(e_m[open_hops])])
+        for d in (1, 2, 3):
+            if dim >= d and out[d].barrier is None:
+                out[d] = Percolation(d, float(cut), float(sd[setter]), tuple(int(h) for h in open_hops))
+        if dim >= 3:
+            break
+    return out
+
+
+# --------------------------------------------------------------------------- hops
+@dataclass(frozen=True)
+class _Graph:
+    """The migration graph, mapped onto the input structure's site indices."""
+
+    ion_sites: np.ndarray  # (n,) input-structure index of graph node k
+    edges: np.ndarray  # (E, 2) graph nodes
+    images: np.ndarray  # (E, 3) int
+    labels: np.ndarray  # (E,) distinct-hop label of each edge
+
+
+def _plain_copy(structure: Any) -> Any:
+    s = structure.copy()
+    try:
+        s.remove_oxidation_states()
+    except Exception:  # noqa: BLE001 - nothing to remove
+        pass
+    return s
+
+
+def _ion_indices(structure: Any, ion: str) -> np.ndarray:
+    symbols = [getattr(sp, "symbol", str(sp)) for sp in structure.species]
+    return np.array([k for k, sym in enumerate(symbols) if sym == ion], dtype=int)
+
+
+def _migration_graph(structure: Any, ion: str, max_hop: float, symprec: float) -> _Graph:
+    try:
+        from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
+    except ImportError:
+        raise HopnetError("hopnet screen needs pymatgen-analysis-diffusion: pip install pymatgen-analysis-diffusion") from None
+    plain = _plain_copy(structure)
+    ion_idx = _ion_indices(plain, ion)
+    try:
+        mg = MigrationGraph.with_distance(plain, migrating_specie=ion, max_distance=float(max_hop), symprec=float(symprec))
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise PathError(f"migration graph of {ion} failed (symprec {symprec:g}): {str(exc).splitlines()[0]}") from None
+    nodes = mg.only_sites
+    if len(nodes) != len(ion_idx):
+        raise PathError(f"migration graph has {len(nodes)} {ion} sites, the structure {len(ion_idx)}")
+    # trap: node k must be ion site k of the input structure (same order, same place)
+    d = plain.lattice.get_all_distances(nodes.frac_coords, plain.frac_coords[ion_idx])
+    if len(ion_idx) and float(np.max(np.diag(d))) > _SITE_TOL:
+        raise PathError(f"migration graph sites do not match the {ion} sites of the structure")
+    rows = [(u, v, tuple(int(x) for x in dd["to_jimage"]), dd["hop_label"])
+            for u, v, dd in mg.m_graph.graph.edges(data=True)]
+    if not rows:
+        return _Graph(ion_idx, np.zeros((0, 2), int), np.zeros((0, 3), int), np.zeros(0, int))
+    edges = np.array([(u, v) for u, v, _, _ in rows], dtype=int)
+    images = np.array([t for _, _, t, _ in rows], dtype=int)
+    _, labels = np.unique(np.array([lab for *_, lab in rows]), return_inverse=True)
+    return _Graph(ion_idx, edges, images, labels.astype(int))
+
+
+def _min_image(frac: np.ndarray, i: int, j: int) -> np.ndarray:
+    """Cell translation of site j that brings it closest to site i (fractional rule of the data set)."""
+    return -np.round(frac[j] - frac[i]).astype(int)
+
+
+def _explicit_graph(structure: Any, ion: str, hops: Sequence[tuple[int, int]], graph: _Graph | None) -> _Graph:
+    """Edges for user-given (i, j) hops: each hop and, when the migration graph is available,
+    every edge it labels as equivalent; otherwise just the hop itself (minimum image)."""
+    ion_idx = _ion_indices(structure, ion)
+    node_of = {int(s): k for k, s in enumerate(ion_idx)}
+    frac = np.asarray(structure.frac_coords, dtype=float)
+    edges, images, labels = [], [], []
+    for h, (i, j) in enumerate(hops):
+        for x in (i, j):
+            if not (isinstance(x, (int, np.integer)) and 0 <= int(x) < len(structure)):
+                raise PathError(f"hop {h}: site {x!r} is out of range (structure has {len(structure)} atoms)")
+            if int(x) not in node_of:
+                raise PathError(f"hop {h}: site {int(x)} is not a {ion} site")
+        if i == j:
+            raise PathError(f"hop {h}: start and end are the same site ({i})")
+        t = _min_image(frac, int(i), int(j))
+        u, v = node_of[int(i)], node_of[int(j)]
+        match = None
+        if graph is not None and len(graph.edges):
+            fwd = (graph.edges[:, 0] == u) & (graph.edges[:, 1] == v) & np.all(graph.images == t, axis=1)
+            bwd = (graph.edges[:, 0] == v) & (graph.edges[:, 1] == u) & np.all(graph.images == -t, axis=1)
+            hit = np.flatnonzero(fwd | bwd)
+            match = int(graph.labels[hit[0]]) if len(hit) else None
+        if match is not None:
+            sel = graph.labels == match  # type: ignore[union-attr]
+            edges.extend(graph.edges[sel].tolist())  # type: ignore[union-attr]
+            images.extend(graph.images[sel].tolist())  # type: ignore[union-attr]
+        else:
+            edges.append([u, v])
+            images.append(t.tolist())
+        labels.extend([h] * (len(edges) - len(labels)))
+    return _Graph(ion_idx, np.array(edges, int).reshape(-1, 2), np.array(images, int).reshape(-1, 3),
+                  np.array(labels, int))
+
+
+def _hop_path(structure: Any, ion: str, i: int, j: int, image: np.ndarray) -> Any:
+    """The vacancy hop of the ion at site ``i`` into site ``j`` shifted by ``image`` (cells)."""
+    from pymatgen.core import Structure
+
+    from hopnet.paths import MigrationPath
+
+    s = structure
+    a = np.asarray(s.frac_coords[i], dtype=float)
+    b = np.asarray(s.frac_coords[j], dtype=float) + image
+    if i == j:  # hop to its own image: double the cell along the image's axes
+        scale = np.where(image != 0, np.abs(image) + 1, 1).astype(int)
+        s = s.make_supercell(np.diag(scale), in_place=False)
+        a, b = a / scale, b / scale
+    n_before = len(s)
+    d = s.lattice.get_all_distances(np.vstack([a, b]), s.frac_coords)
+    gone = np.flatnonzero(d.min(axis=0) < _SITE_TOL)
+    if len(gone) != 2 or not all(getattr(s.species[k], "symbol", str(s.species[k])) == ion for k in gone):
+        raise PathError(f"hop {i}->{j}: the end points match {len(gone)} site(s), not the two {ion} sites")
+    keep = np.setdiff1d(np.arange(n_before), gone)
+    host = Structure(s.lattice, [s.species[k] for k in keep], s.frac_coords[keep])
+    path = MigrationPath(host, ion, a, b, image_convention="as_given")
+    # trap guard: both end structures hold the host plus exactly one migrating ion
+    for name, end in (("initial", path.initial()), ("final", path.final())):
+        if len(end) != n_before - 1:
+            raise PathError(f"hop {i}->{j}: {name} structure has {len(end)} atoms, expected {n_before - 1}")
+    path.validate()
+    return path
+
+
+def find_hops(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
+              explicit_hops: Sequence[tuple[int, int]] | None = None) -> tuple[_Graph, list[ScreenHop], list[Any]]:
+    """The hop network, its distinct hops (unpredicted) and their migration paths (None where a
+    path could not be built; the hop's ``error`` says why)."""
+    if explicit_hops is not None:
+        hops_in = [tuple(h) for h in explicit_hops]
+        if not hops_in or any(len(h) != 2 for h in hops_in):
+            raise PathError("explicit hops must be a non-empty list of (i, j) site pairs")
+        frac = np.asarray(structure.frac_coords, dtype=float)
+        longest = max(structure.lattice.get_distance_and_image(frac[int(i)], frac[int(j)])[0]
+                      for i, j in hops_in if 0 <= int(i) < len(structure) and 0 <= int(j) < len(structure))
+        try:
+            graph = _migration_graph(structure, ion, longest + 0.01, symprec)
+        except PathError as exc:
+            log.warning("no symmetry grouping for the explicit hops (%s): each hop stands alone", exc)
+            graph = None
+        graph = _explicit_graph(structure, ion, hops_in, graph)
+        reps = [(int(i), int(j), _min_image(frac, int(i), int(j))) for i, j in hops_in]
+    else:
+        graph = _migration_graph(structure, ion, max_hop, symprec)
+        if len(graph.edges) == 0:
+            raise PathError(f"no {ion}-{ion} hop shorter than --max-hop {max_hop:g} Å; raise max_hop")
+        reps = []
+        for lab in range(int(graph.labels.max()) + 1):
+            k = int(np.flatnonzero(graph.labels == lab)[0])
+            u, v = graph.edges[k]
+            reps.append((int(graph.ion_sites[u]), int(graph.ion_sites[v]), graph.images[k]))
+    lattice = np.asarray(structure.lattice.matrix, dtype=float)
+    frac = np.asarray(structure.frac_coords, dtype=float)
+    hops, paths = [], []
+    for h, (i, j, t) in enumerate(reps):
+        length = float(np.linalg.norm((frac[j] + t - frac[i]) @ lattice))
+        mult = int(np.sum(graph.labels == h))
+        try:
+            path, err = _hop_path(structure, ion, i, j, np.asarray(t, int)), None
+        except HopnetError as exc:
+            path, err = None, str(exc)
+        hops.append(ScreenHop(h, i, j, tuple(int(x) for x in t), length, mult, error=err))
+        paths.append(path)
+    return graph, hops, paths
+
+
+def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1, model: Any = "default",
+           explicit_hops: Sequence[tuple[int, int]] | None = None, *, threshold: float = DEFAULT_THRESHOLD_EV,
+           source: str = "", max_atoms: int | None = None) -> ScreenResult:
+    """Screen ``structure`` (anything :func:`hopnet.structures.to_structure` reads) for hops of
+    ``ion``: the symmetry-distinct hops up to ``max_hop`` Å (or ``explicit_hops``, (i, j) site
+    pairs), their predicted barriers (eV) and the 1-/2-/3-D percolation barriers."""
+    from hopnet.predict import DEFAULT_MAX_ATOMS, _check_ion, _check_size, predict_many
+    from hopnet.structures import to_structure
+
+    ion = _check_ion(ion)
+    if not (math.isfinite(max_hop) and max_hop > 0):
+        raise HopnetError(f"max_hop must be a positive length in Å, got {max_hop}")
+    if not (math.isfinite(symprec) and symprec > 0):
+        raise HopnetError(f"symprec must be positive, got {symprec}")
+    if isinstance(structure, (str,)) or hasattr(structure, "__fspath__"):
+        source = source or str(structure)
+    s = to_structure(structure)
+    _check_size(len(s), DEFAULT_MAX_ATOMS if max_atoms is None else max_atoms)
+    if not s.is_ordered:
+        raise StructureError("structure is disordered (partial occupancies); screen an ordered cell")
+    n_ion = len(_ion_indices(s, ion))
+    if n_ion == 0:
+        raise PathError(f"ion {ion} is absent from the structure ({s.composition.reduced_formula})")
+    if n_ion == 1 and explicit_hops is None:
+        log.info("one %s site per cell: hops to its own images are built in supercells", ion)
+    graph, hops, paths = find_hops(s, ion, max_hop, symprec, explicit_hops)
+    todo = [k for k, p in enumerate(paths) if p is not None]
+    results = predict_many([paths[k] for k in todo], model=model, threshold=threshold, on_error="record") if todo else []
+    name = results[0].model if results else str(model)
+    for k, r in zip(todo, results):
+        hops[k] = ScreenHop(hops[k].index, hops[k].start, hops[k].end, hops[k].image, hops[k].length,
+                            hops[k].multiplicity, r.barrier, r.std, r.conductor_class, tuple(r.warnings), r.error)
+    e_m = np.array([h.barrier for h in hops], dtype=float)
+    sd = np.array([h.std for h in hops], dtype=float)
+    n = len(graph.ion_sites)
+    perc = percolation_barriers(n, graph.edges, graph.images, graph.labels, e_m, sd)
+    finite = np.isfinite(e_m)
+    full = network_dimensionality(n, graph.edges[np.isin(graph.labels, np.flatnonzero(finite))],
+                                  graph.images[np.isin(graph.labels, np.flatnonzero(finite))])
+    good = np.flatnonzero(finite & (e_m < threshold))
+    at_thr = network_dimensionality(n, graph.edges[np.isin(graph.labels, good)], graph.images[np.isin(graph.labels, good)])
+    warns = sorted({w for h in hops for w in h.warnings})
+    warns += [f"hop {h.index} failed: {h.error}" for h in hops if h.error]
+    return ScreenResult(
+        source=source or s.composition.reduced_formula, formula=s.composition.reduced_formula, ion=ion,
+        n_atoms=len(s), max_hop=float(max_hop), symprec=float(symprec), model=name, threshold=float(threshold),
+        hop_source="explicit" if explicit_hops is not None else "migration graph", hops=hops,
+        percolation=perc, dimensionality=max(full, 0), dimensionality_at_threshold=max(at_thr, 0), warnings=warns,
+    )
+
+
+def hop_bar_chart(result: ScreenResult) -> bytes:
+    """PNG bytes of a per-hop bar chart: E_m ± σ (eV) per distinct hop, the threshold and the
+    percolation barriers as horizontal lines (matplotlib Agg, no pyplot state)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, 0.6 * len(result.hops) + 2.5), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(result.hops))
+    e_m = np.array([h.barrier for h in result.hops], float)
+    sd = np.array([h.std for h in result.hops], float)
+    colors = ["tab:green" if h.conductor_class == "good" else "tab:red" for h in result.hops]
+    ax.bar(x, np.nan_to_num(e_m), yerr=np.nan_to_num(sd), color=colors, capsize=3)
+    ax.set_xticks(x, [f"{h.index}\n{h.length:.2f} Å" for h in result.hops])
+    ax.axhline(result.threshold, color="k", ls="--", lw=1, label=f"threshold {result.threshold:g} eV")
+    styles = {1: ":", 2: "-.", 3: "-"}
+    for d, p in sorted(result.percolation.items()):
+        if p.barrier is not None:
+            ax.axhline(p.barrier, color="tab:blue", ls=styles[d], lw=1, label=f"{d}-D percolation {p.barrier:.2f} eV")
+    ax.set_xlabel("distinct hop (length)")
+    ax.set_ylabel("E_m (eV)")
+    ax.set_title(f"{result.ion} hops in {result.formula}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    return buf.getvalue()

@@ -1,0 +1,182 @@
+"""hopnet screen: hop enumeration, percolation barriers of known networks, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+import hopnet.predict as hp
+from hopnet.cli import main
+from hopnet.errors import PathError
+from hopnet.models.base import Prediction
+from hopnet.screen import find_hops, network_dimensionality, percolation_barriers, screen
+
+pytest.importorskip("pymatgen.analysis.diffusion")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+class LengthModel:
+    """E_m = 0.1 eV/Å × hop length, σ = 0.01 eV: known barriers for hand-made networks."""
+
+    name = "length"
+    metadata: dict = {}
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict_paths(self, paths, batch_size=None):
+        self.calls.append(len(paths))
+        lengths = np.array([p.hop_length for p in paths])
+        return Prediction(mean=0.1 * lengths, std=np.full(len(paths), 0.01))
+
+
+def cscl(a: float, b: float, c: float) -> Structure:
+    """CsCl-type LiCl: one Li per cell, so the Li sublattice is primitive orthorhombic a×b×c (Å)."""
+    return Structure(Lattice.orthorhombic(a, b, c), ["Li", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+# --------------------------------------------------------------------------- dimensionality
+def test_network_dimensionality_hand_cases():
+    # two nodes joined inside the cell and across the x face: an infinite chain along x
+    assert network_dimensionality(2, [[0, 1], [1, 0]], [[0, 0, 0], [1, 0, 0]]) == 1
+    # the same pair joined twice inside the cell: a finite cluster
+    assert network_dimensionality(2, [[0, 1], [1, 0]], [[0, 0, 0], [0, 0, 0]]) == 0
+    # self-loops along x and y on one node: a 2-D net
+    assert network_dimensionality(1, [[0, 0], [0, 0]], [[1, 0, 0], [0, 1, 0]]) == 2
+    # a chain along x and a separate chain along y: two 1-D components, not a 2-D network
+    assert network_dimensionality(2, [[0, 0], [1, 1]], [[1, 0, 0], [0, 1, 0]]) == 1
+    assert network_dimensionality(1, np.zeros((0, 2)), np.zeros((0, 3))) == 0
+
+
+def test_percolation_barriers_order_of_opening():
+    edges = [[0, 0], [0, 0], [0, 0]]
+    images = [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    perc = percolation_barriers(1, edges, images, [0, 1, 2], [0.2, 0.5, 0.9], [0.01, 0.02, 0.03])
+    assert (perc[1].barrier, perc[2].barrier, perc[3].barrier) == (0.2, 0.5, 0.9)
+    assert perc[2].std == 0.02 and perc[3].hops == (0, 1, 2)
+    perc = percolation_barriers(1, edges, images, [0, 1, 2], [0.2, float("nan"), 0.9])
+    assert perc[2].barrier == 0.9 and perc[3].barrier is None
+
+
+# --------------------------------------------------------------------------- hops
+def test_hop_counting_simple_cubic_and_supercell():
+    s = cscl(3.5, 3.5, 3.5)
+    graph, hops, paths = find_hops(s, "Li", max_hop=4.0)
+    assert len(hops) == 1 and hops[0].length == pytest.approx(3.5)
+    assert hops[0].multiplicity == 3  # ±a, ±b, ±c: three undirected edges per Li
+    # a hop to the Li's own image is built in a doubled cell: host = 2 Li + 2 Cl - 2 Li
+    p = paths[0]
+    assert p.hop_length == pytest.approx(3.5) and len(p.host) == 2
+    assert len(p.initial()) == len(p.final()) == 3
+    # the supercell has the same distinct hops (symmetry grouping), now between different sites
+    # (a 2x1x1 cell would lose the cubic operations that map a onto b, and split the hops)
+    sc = s.make_supercell([2, 2, 2], in_place=False)
+    graph2, hops2, paths2 = find_hops(sc, "Li", max_hop=4.0)
+    assert len(hops2) == 1 and hops2[0].multiplicity == 24
+    assert len(paths2[0].initial()) == len(sc) - 1
+
+
+def test_hop_counting_orthorhombic_and_explicit_hops():
+    s = cscl(3.0, 3.5, 4.0)
+    _, hops, _ = find_hops(s, "Li", max_hop=4.1)
+    assert sorted(round(h.length, 3) for h in hops) == [3.0, 3.5, 4.0]
+    with pytest.raises(PathError, match="no Li-Li hop"):
+        find_hops(s, "Li", max_hop=2.0)
+    sc = s.make_supercell([2, 1, 1], in_place=False)
+    li = [k for k, sp in enumerate(sc.species) if sp.symbol == "Li"]
+    graph, hops, paths = find_hops(sc, "Li", explicit_hops=[(li[0], li[1])])
+    assert len(hops) == 1 and hops[0].length == pytest.approx(3.0)
+    assert hops[0].multiplicity == 2  # both a-hops of the doubled cell, found through symmetry
+    with pytest.raises(PathError, match="not a Li site"):
+        find_hops(sc, "Li", explicit_hops=[(li[0], next(k for k in range(len(sc)) if k not in li))])
+
+
+def test_screen_percolation_known_answers():
+    model = LengthModel()
+    cubic = screen(cscl(3.5, 3.5, 3.5), "Li", max_hop=4.0, model=model)
+    assert [cubic.percolation[d].barrier for d in (1, 2, 3)] == pytest.approx([0.35, 0.35, 0.35])
+    assert cubic.dimensionality == 3 and cubic.dimensionality_at_threshold == 3
+    ortho = screen(cscl(3.0, 3.5, 4.0), "Li", max_hop=4.1, model=model)
+    assert model.calls[-1] == 3  # every distinct hop in one batch
+    assert [ortho.percolation[d].barrier for d in (1, 2, 3)] == pytest.approx([0.30, 0.35, 0.40])
+    assert ortho.percolation[3].std == pytest.approx(0.01)
+    chain = screen(cscl(3.0, 3.5, 4.0), "Li", max_hop=3.2, model=model, threshold=0.65)
+    assert chain.percolation[1].barrier == pytest.approx(0.30)
+    assert chain.percolation[2].barrier is None and chain.percolation[3].barrier is None
+    assert chain.dimensionality == 1
+    # the conductor threshold cuts the network: only the 3.0 Å hops are below 0.32 eV
+    cut = screen(cscl(3.0, 3.5, 4.0), "Li", max_hop=4.1, model=model, threshold=0.32)
+    assert cut.dimensionality == 3 and cut.dimensionality_at_threshold == 1
+    assert [h.conductor_class for h in cut.hops].count("good") == 1
+    with pytest.raises(PathError, match="absent"):
+        screen(cscl(3.0, 3.5, 4.0), "Na", model=model)
+
+
+def test_screen_olivine_default_model_is_one_dimensional_first():
+    r = screen(EXAMPLES / "LiFePO4_olivine.cif", "Li", max_hop=5.0)
+    shortest = min(r.hops, key=lambda h: h.length)
+    assert shortest.length == pytest.approx(3.005, abs=0.01)  # the b-axis channel
+    assert r.percolation[1].barrier == pytest.approx(shortest.barrier)
+    assert r.percolation[1].hops == (shortest.index,)
+    assert r.percolation[1].barrier < r.threshold < (r.percolation[2].barrier or np.inf)
+    assert r.dimensionality_at_threshold == 1
+
+
+# --------------------------------------------------------------------------- CLI
+@pytest.fixture
+def fake_model(monkeypatch):
+    model = LengthModel()
+    monkeypatch.setattr(hp, "get_model", lambda m="default": model)
+    return model
+
+
+def test_cli_table_json_csv_plot(tmp_path, capsys, fake_model):
+    cif = tmp_path / "ortho.cif"
+    cscl(3.0, 3.5, 4.0).to(filename=str(cif))
+    out_json, out_csv, out_png = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.png"
+    rc = main(["screen", str(cif), "--ion", "Li", "--max-hop", "4.1", "--json", str(out_json),
+               "--csv", str(out_csv), "--plot", str(out_png)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "3 distinct hop(s)" in text and "1-D: 0.300 ± 0.010 eV" in text and "3-D: 0.400" in text
+    res = json.loads(out_json.read_text())["results"][0]
+    assert [h["length_a"] for h in sorted(res["hops"], key=lambda h: h["length_a"])] == pytest.approx([3.0, 3.5, 4.0])
+    assert res["percolation"]["2d"]["barrier_ev"] == pytest.approx(0.35) and res["dimensionality"] == 3
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 3 and {r["percolation_3d_ev"] for r in rows} == {"0.4000"}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_folder_with_a_failing_file(tmp_path, capsys, fake_model):
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    cscl(3.5, 3.5, 3.5).to(filename=str(folder / "a_cubic.cif"))
+    cscl(3.0, 3.5, 4.0).to(filename=str(folder / "b_ortho.cif"))
+    (folder / "c_broken.cif").write_text("this is not a CIF\n")
+    out_json = tmp_path / "all.json"
+    rc = main(["screen", str(folder), "--ion", "Li", "--max-hop", "4.1", "--json", str(out_json)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "3 structure(s): 2 ok, 1 failed" in out and "failed: " in out and "c_broken.cif" in out
+    payload = json.loads(out_json.read_text())
+    assert [Path(r["source"]).name for r in payload["results"]] == ["a_cubic.cif", "b_ortho.cif"]
+    assert len(payload["failures"]) == 1 and "c_broken.cif" in payload["failures"][0]["source"]
+
+
+def test_cli_all_failing_writes_nothing(tmp_path, capsys, fake_model):
+    bad1, bad2 = tmp_path / "x.cif", tmp_path / "y.cif"
+    bad1.write_text("nope\n")
+    cscl(3.0, 3.5, 4.0).to(filename=str(bad2))
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    rc = main(["screen", str(tmp_path / "*.cif"), "--ion", "Na", "--json", str(out_json), "--csv", str(out_csv)])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "all 2 structures failed" in err and "Na is absent" in err
+    assert not out_json.exists() and not out_csv.exists()
+    assert not list(tmp_path.glob(".*tmp"))
