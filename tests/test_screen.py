@@ -180,3 +180,52 @@ def test_cli_all_failing_writes_nothing(tmp_path, capsys, fake_model):
     assert "all 2 structures failed" in err and "Na is absent" in err
     assert not out_json.exists() and not out_csv.exists()
     assert not list(tmp_path.glob(".*tmp"))
+
+
+# --------------------------------------------------------------------------- ion-dense cells
+def test_supercell_input_searches_the_primitive_cell():
+    """A 2x2x2 supercell (16 atoms) gives the primitive cell's network: hops between its own
+    sites, multiplicities per input cell, the same percolation barriers."""
+    sc = cscl(3.0, 3.5, 4.0).make_supercell([2, 2, 2], in_place=False)
+    graph, hops, paths = find_hops(sc, "Li", max_hop=4.1)
+    assert len(graph.prim) == 2 and graph.n_cells == 8
+    assert sorted(round(h.length, 3) for h in hops) == [3.0, 3.5, 4.0]
+    assert [h.multiplicity for h in hops] == [8, 8, 8]
+    for h, p in zip(hops, paths):
+        assert h.start != h.end and sc.species[h.start].symbol == sc.species[h.end].symbol == "Li"
+        assert p.hop_length == pytest.approx(h.length) and len(p.initial()) == len(sc) - 1
+    r = screen(sc, "Li", max_hop=4.1, model=LengthModel())
+    assert [r.percolation[d].barrier for d in (1, 2, 3)] == pytest.approx([0.30, 0.35, 0.40])
+    assert r.dimensionality == 3
+
+
+def test_explicit_hop_in_an_ion_dense_cell_is_grouped_by_symmetry():
+    s = Structure.from_file(EXAMPLES / "Li3N.cif")
+    _, hops, _ = find_hops(s, "Li", max_hop=2.2)  # only the in-plane Li(2)-Li(2) hop
+    assert len(hops) == 1 and hops[0].length == pytest.approx(2.106, abs=0.01)
+    assert hops[0].multiplicity == 81  # 3 per formula unit, 27 formula units
+    _, ex, paths = find_hops(s, "Li", explicit_hops=[(hops[0].start, hops[0].end)])
+    assert ex[0].multiplicity == 81 and ex[0].length == pytest.approx(hops[0].length)
+    assert len(paths[0].initial()) == len(s) - 1
+
+
+@pytest.mark.parametrize("name, shortest, dim_at_threshold", [("Li3N", 2.106, 2), ("LiCoO2_layered", 2.816, 2)])
+def test_screen_ion_dense_examples_default_model_fast(name, shortest, dim_at_threshold):
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    r = screen(EXAMPLES / f"{name}.cif", "Li", max_hop=5.0)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 10.0, f"{name}: screen took {elapsed:.1f} s"
+    assert r.n_atoms == 108 and len(r.hops) >= 1
+    assert all(np.isfinite(h.barrier) and 0.0 < h.barrier < 5.0 and h.error is None for h in r.hops)
+    assert r.dimensionality in {0, 1, 2, 3} and r.dimensionality_at_threshold in {0, 1, 2, 3}
+    low = min(r.hops, key=lambda h: h.length)
+    assert low.length == pytest.approx(shortest, abs=0.01)
+    # the in-plane hop opens a 2-D network first (Li2N layers / Li layers)
+    assert r.percolation[2].barrier == pytest.approx(low.barrier) and low.barrier < r.threshold
+    assert r.dimensionality_at_threshold >= dim_at_threshold
+    assert "distinct hop(s)" in r.table()

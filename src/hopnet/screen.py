@@ -3,7 +3,11 @@ percolation barriers of the hop network (the Python face of ``hopnet screen``).
 
 1. **Hops.** pymatgen-analysis-diffusion's ``MigrationGraph.with_distance`` connects every pair of
    ``ion`` sites closer than ``max_hop`` (Å, periodic images included) and groups the edges into
-   symmetry-distinct hops (``symprec`` is passed through). We do not use its NEB end-point
+   symmetry-distinct hops (``symprec`` is passed through). Its search compares every pair of
+   hops, so it runs on the primitive cell of the input (pymatgen's translation search, same
+   Cartesian frame; the input cell itself when none is found): the periodic hop network, its
+   dimensionality and percolation barriers are the same, and each distinct hop is then placed on
+   the input cell's sites (multiplicities per input cell). We do not use its NEB end-point
    generator (``MigrationHop.get_structures`` removes sites by a distance of ``symprec`` Å, which
    can drop or keep the wrong atoms); each distinct hop is built here as a vacancy hop in the input
    cell: the ion at the start site moves to the end site, both removed from the host, and we check
@@ -217,12 +221,17 @@ def percolation_barriers(n_nodes: int, edges: np.ndarray, images: np.ndarray, ed
 # --------------------------------------------------------------------------- hops
 @dataclass(frozen=True)
 class _Graph:
-    """The migration graph, mapped onto the input structure's site indices."""
+    """The periodic hop network on the primitive cell of the input structure (``prim``): the
+    migration-graph search is quadratic in the number of hops, so it runs on the smallest cell.
+    The network's dimensionality and percolation barriers are those of the input cell's network
+    (a supercell's lattice is a full-rank sublattice of the primitive one)."""
 
-    ion_sites: np.ndarray  # (n,) input-structure index of graph node k
+    ion_sites: np.ndarray  # (n,) index in ``prim`` of graph node k
     edges: np.ndarray  # (E, 2) graph nodes
-    images: np.ndarray  # (E, 3) int
+    images: np.ndarray  # (E, 3) int, in cells of ``prim``
     labels: np.ndarray  # (E,) distinct-hop label of each edge
+    prim: Any = None  # the primitive cell (pymatgen Structure, no oxidation states)
+    n_cells: int = 1  # primitive cells per input cell
 
 
 def _plain_copy(structure: Any) -> Any:
@@ -239,32 +248,64 @@ def _ion_indices(structure: Any, ion: str) -> np.ndarray:
     return np.array([k for k, sym in enumerate(symbols) if sym == ion], dtype=int)
 
 
-def _migration_graph(structure: Any, ion: str, max_hop: float, symprec: float) -> _Graph:
+def _locate(cell: Any, sites: np.ndarray, cart: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """For each Cartesian point (Å) the entry of ``sites`` (indices in ``cell``) it sits on
+    (within ``tol`` Å, periodic) and the cell translation from that site to the point; None
+    when some point sits on none of them."""
+    frac = np.asarray(cart, dtype=float).reshape(-1, 3) @ np.linalg.inv(cell.lattice.matrix)
+    site_frac = np.asarray(cell.frac_coords, dtype=float)[sites]
+    d = np.asarray(cell.lattice.get_all_distances(frac, site_frac)).reshape(len(frac), len(sites))
+    k = np.argmin(d, axis=1)
+    if len(frac) and float(d[np.arange(len(frac)), k].max()) > tol:
+        return None
+    return k, np.round(frac - site_frac[k]).astype(int)
+
+
+def _primitive(plain: Any, symprec: float) -> Any:
+    """The primitive cell of ``plain`` in the same Cartesian frame (pymatgen's translation
+    search, ``symprec`` Å), or ``plain`` itself when none is found or the input's sites do not
+    all map onto it."""
+    try:
+        prim = plain.get_primitive_structure(tolerance=float(symprec))
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises assorted errors on odd cells
+        log.info("no primitive cell (%s): the hop search runs on the input cell", exc)
+        return plain
+    if len(prim) >= len(plain) or len(plain) % len(prim):
+        return plain
+    tol = max(_SITE_TOL, 2.0 * float(symprec))
+    for sym in {getattr(sp, "symbol", str(sp)) for sp in plain.species}:
+        at = _locate(prim, _ion_indices(prim, sym), np.asarray(plain.cart_coords)[_ion_indices(plain, sym)], tol)
+        if at is None or len(np.unique(at[0])) != len(_ion_indices(prim, sym)):
+            log.info("primitive cell does not match the input's %s sites: the hop search runs on the input cell", sym)
+            return plain
+    return prim
+
+
+def _migration_graph(prim: Any, ion: str, max_hop: float, symprec: float, n_cells: int) -> _Graph:
     try:
         from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
     except ImportError:
         raise HopnetError("hopnet screen needs pymatgen-analysis-diffusion: pip install pymatgen-analysis-diffusion") from None
-    plain = _plain_copy(structure)
-    ion_idx = _ion_indices(plain, ion)
+    ion_idx = _ion_indices(prim, ion)
     try:
-        mg = MigrationGraph.with_distance(plain, migrating_specie=ion, max_distance=float(max_hop), symprec=float(symprec))
+        mg = MigrationGraph.with_distance(prim, migrating_specie=ion, max_distance=float(max_hop), symprec=float(symprec))
     except (RuntimeError, ValueError, KeyError, IndexError) as exc:
         raise PathError(f"migration graph of {ion} failed (symprec {symprec:g}): {str(exc).splitlines()[0]}") from None
     nodes = mg.only_sites
     if len(nodes) != len(ion_idx):
         raise PathError(f"migration graph has {len(nodes)} {ion} sites, the structure {len(ion_idx)}")
-    # trap: node k must be ion site k of the input structure (same order, same place)
-    d = plain.lattice.get_all_distances(nodes.frac_coords, plain.frac_coords[ion_idx])
+    # trap: node k must be ion site k of the structure (same order, same place)
+    d = prim.lattice.get_all_distances(nodes.frac_coords, prim.frac_coords[ion_idx])
     if len(ion_idx) and float(np.max(np.diag(d))) > _SITE_TOL:
         raise PathError(f"migration graph sites do not match the {ion} sites of the structure")
     rows = [(u, v, tuple(int(x) for x in dd["to_jimage"]), dd["hop_label"])
             for u, v, dd in mg.m_graph.graph.edges(data=True)]
     if not rows:
-        return _Graph(ion_idx, np.zeros((0, 2), int), np.zeros((0, 3), int), np.zeros(0, int))
+        return _Graph(ion_idx, np.zeros((0, 2), int), np.zeros((0, 3), int), np.zeros(0, int), prim, n_cells)
     edges = np.array([(u, v) for u, v, _, _ in rows], dtype=int)
     images = np.array([t for _, _, t, _ in rows], dtype=int)
     _, labels = np.unique(np.array([lab for *_, lab in rows]), return_inverse=True)
-    return _Graph(ion_idx, edges, images, labels.astype(int))
+    return _Graph(ion_idx, edges, images, labels.astype(int), prim, n_cells)
 
 
 def _min_image(frac: np.ndarray, i: int, j: int) -> np.ndarray:
@@ -272,27 +313,39 @@ def _min_image(frac: np.ndarray, i: int, j: int) -> np.ndarray:
     return -np.round(frac[j] - frac[i]).astype(int)
 
 
-def _explicit_graph(structure: Any, ion: str, hops: Sequence[tuple[int, int]], graph: _Graph | None) -> _Graph:
-    """Edges for user-given (i, j) hops: each hop and, when the migration graph is available,
-    every edge it labels as equivalent; otherwise just the hop itself (minimum image)."""
-    ion_idx = _ion_indices(structure, ion)
-    node_of = {int(s): k for k, s in enumerate(ion_idx)}
-    frac = np.asarray(structure.frac_coords, dtype=float)
-    edges, images, labels = [], [], []
+def _check_explicit(structure: Any, ion: str, hops: Sequence[tuple[int, int]]) -> None:
+    ion_set = set(_ion_indices(structure, ion).tolist())
     for h, (i, j) in enumerate(hops):
         for x in (i, j):
             if not (isinstance(x, (int, np.integer)) and 0 <= int(x) < len(structure)):
                 raise PathError(f"hop {h}: site {x!r} is out of range (structure has {len(structure)} atoms)")
-            if int(x) not in node_of:
+            if int(x) not in ion_set:
                 raise PathError(f"hop {h}: site {int(x)} is not a {ion} site")
         if i == j:
             raise PathError(f"hop {h}: start and end are the same site ({i})")
+
+
+def _explicit_graph(structure: Any, prim: Any, n_cells: int, ion: str, hops: Sequence[tuple[int, int]],
+                    graph: _Graph | None, tol: float) -> _Graph:
+    """Edges (on ``prim``) for user-given (i, j) hops of the input structure: each hop and, when
+    the migration graph is available, every edge it labels as equivalent; otherwise just the hop
+    and its lattice translations (minimum image)."""
+    ion_prim = _ion_indices(prim, ion)
+    frac = np.asarray(structure.frac_coords, dtype=float)
+    cart = np.asarray(structure.cart_coords, dtype=float)
+    lat = np.asarray(structure.lattice.matrix, dtype=float)
+    edges, images, labels = [], [], []
+    for h, (i, j) in enumerate(hops):
         t = _min_image(frac, int(i), int(j))
-        u, v = node_of[int(i)], node_of[int(j)]
+        at = _locate(prim, ion_prim, np.vstack([cart[int(i)], cart[int(j)] + t @ lat]), tol)
+        if at is None:
+            raise PathError(f"hop {h}: its end points do not sit on {ion} sites of the primitive cell")
+        (u, v), (cu, cv) = at
+        tp = cv - cu
         match = None
         if graph is not None and len(graph.edges):
-            fwd = (graph.edges[:, 0] == u) & (graph.edges[:, 1] == v) & np.all(graph.images == t, axis=1)
-            bwd = (graph.edges[:, 0] == v) & (graph.edges[:, 1] == u) & np.all(graph.images == -t, axis=1)
+            fwd = (graph.edges[:, 0] == u) & (graph.edges[:, 1] == v) & np.all(graph.images == tp, axis=1)
+            bwd = (graph.edges[:, 0] == v) & (graph.edges[:, 1] == u) & np.all(graph.images == -tp, axis=1)
             hit = np.flatnonzero(fwd | bwd)
             match = int(graph.labels[hit[0]]) if len(hit) else None
         if match is not None:
@@ -300,11 +353,11 @@ def _explicit_graph(structure: Any, ion: str, hops: Sequence[tuple[int, int]], g
             edges.extend(graph.edges[sel].tolist())  # type: ignore[union-attr]
             images.extend(graph.images[sel].tolist())  # type: ignore[union-attr]
         else:
-            edges.append([u, v])
-            images.append(t.tolist())
+            edges.append([int(u), int(v)])
+            images.append(tp.tolist())
         labels.extend([h] * (len(edges) - len(labels)))
-    return _Graph(ion_idx, np.array(edges, int).reshape(-1, 2), np.array(images, int).reshape(-1, 3),
-                  np.array(labels, int))
+    return _Graph(ion_prim, np.array(edges, int).reshape(-1, 2), np.array(images, int).reshape(-1, 3),
+                  np.array(labels, int), prim, n_cells)
 
 
 def _hop_path(structure: Any, ion: str, i: int, j: int, image: np.ndarray) -> Any:
@@ -336,39 +389,60 @@ def _hop_path(structure: Any, ion: str, i: int, j: int, image: np.ndarray) -> An
     return path
 
 
+def _reps_on_input(structure: Any, ion: str, graph: _Graph, tol: float) -> list[tuple[int, int, np.ndarray]]:
+    """One (start site, end site, end-site image) of the input structure per distinct hop of the
+    primitive-cell graph: the hop vector is kept, the start placed on an input ion site."""
+    prim = graph.prim
+    ion_in = _ion_indices(structure, ion)
+    pc = np.asarray(prim.cart_coords, dtype=float)
+    first = np.array([int(np.flatnonzero(graph.labels == lab)[0]) for lab in range(int(graph.labels.max()) + 1)])
+    u, v = graph.ion_sites[graph.edges[first, 0]], graph.ion_sites[graph.edges[first, 1]]
+    hop_vec = pc[v] + graph.images[first] @ np.asarray(prim.lattice.matrix, dtype=float) - pc[u]
+    start = _locate(structure, ion_in, pc[u], tol)
+    if start is None:
+        raise PathError(f"the primitive cell's {ion} sites do not sit on the input structure's")
+    i = ion_in[start[0]]
+    start_cart = np.asarray(structure.cart_coords, dtype=float)[i]
+    end = _locate(structure, ion_in, start_cart + hop_vec, tol)
+    if end is None:
+        raise PathError(f"a {ion} hop of the primitive cell ends off the input structure's {ion} sites")
+    j = ion_in[end[0]]
+    return [(int(a), int(b), t) for a, b, t in zip(i, j, end[1])]
+
+
 def find_hops(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
               explicit_hops: Sequence[tuple[int, int]] | None = None) -> tuple[_Graph, list[ScreenHop], list[Any]]:
-    """The hop network, its distinct hops (unpredicted) and their migration paths (None where a
-    path could not be built; the hop's ``error`` says why)."""
+    """The hop network (on the primitive cell), the distinct hops (unpredicted; sites and images
+    of the input structure, multiplicities per input cell) and their migration paths, built in
+    the input cell (None where a path could not be built; the hop's ``error`` says why)."""
+    plain = _plain_copy(structure)
+    prim = _primitive(plain, symprec)
+    n_cells = len(plain) // len(prim)
+    tol = max(_SITE_TOL, 2.0 * float(symprec))
+    frac = np.asarray(structure.frac_coords, dtype=float)
     if explicit_hops is not None:
         hops_in = [tuple(h) for h in explicit_hops]
         if not hops_in or any(len(h) != 2 for h in hops_in):
             raise PathError("explicit hops must be a non-empty list of (i, j) site pairs")
-        frac = np.asarray(structure.frac_coords, dtype=float)
-        longest = max(structure.lattice.get_distance_and_image(frac[int(i)], frac[int(j)])[0]
-                      for i, j in hops_in if 0 <= int(i) < len(structure) and 0 <= int(j) < len(structure))
+        _check_explicit(structure, ion, hops_in)
+        longest = max(structure.lattice.get_distance_and_image(frac[int(i)], frac[int(j)])[0] for i, j in hops_in)
         try:
-            graph = _migration_graph(structure, ion, longest + 0.01, symprec)
+            graph: _Graph | None = _migration_graph(prim, ion, longest + 0.01, symprec, n_cells)
         except PathError as exc:
             log.warning("no symmetry grouping for the explicit hops (%s): each hop stands alone", exc)
             graph = None
-        graph = _explicit_graph(structure, ion, hops_in, graph)
+        graph = _explicit_graph(plain, prim, n_cells, ion, hops_in, graph, tol)
         reps = [(int(i), int(j), _min_image(frac, int(i), int(j))) for i, j in hops_in]
     else:
-        graph = _migration_graph(structure, ion, max_hop, symprec)
+        graph = _migration_graph(prim, ion, max_hop, symprec, n_cells)
         if len(graph.edges) == 0:
             raise PathError(f"no {ion}-{ion} hop shorter than --max-hop {max_hop:g} Å; raise max_hop")
-        reps = []
-        for lab in range(int(graph.labels.max()) + 1):
-            k = int(np.flatnonzero(graph.labels == lab)[0])
-            u, v = graph.edges[k]
-            reps.append((int(graph.ion_sites[u]), int(graph.ion_sites[v]), graph.images[k]))
+        reps = _reps_on_input(plain, ion, graph, tol)
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
-    frac = np.asarray(structure.frac_coords, dtype=float)
     hops, paths = [], []
     for h, (i, j, t) in enumerate(reps):
         length = float(np.linalg.norm((frac[j] + t - frac[i]) @ lattice))
-        mult = int(np.sum(graph.labels == h))
+        mult = int(np.sum(graph.labels == h)) * n_cells
         try:
             path, err = _hop_path(structure, ion, i, j, np.asarray(t, int)), None
         except HopnetError as exc:
