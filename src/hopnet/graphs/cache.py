@@ -27,16 +27,14 @@ def default_cache_root() -> Path:
 
 
 def structure_hash(structure: Any, decimals: int = 6) -> str:
-    """sha256 of lattice (Å), atomic numbers and fractional coordinates rounded to ``decimals``."""
+    """The graph-cache key of a structure: :func:`hopnet.structures.structure_hash` of lattice,
+    species and fractional coordinates (site properties left out: graphs do not read them)."""
+    from hopnet.structures import structure_hash as _hash
+
     s = as_structure(structure)
     if not s.is_ordered:
         raise StructureError("structure has partially occupied sites; cannot hash it for the graph cache")
-    h = hashlib.sha256()
-    h.update(b"hopnet-structure-v1")
-    h.update((np.round(np.asarray(s.lattice.matrix, dtype=np.float64), decimals) + 0.0).tobytes())
-    h.update(np.asarray(s.atomic_numbers, dtype=np.int64).tobytes())
-    h.update((np.round(np.asarray(s.frac_coords, dtype=np.float64), decimals) + 0.0).tobytes())
-    return h.hexdigest()
+    return _hash(s, decimals=decimals, include_site_properties=False)
 
 
 class GraphCache:
