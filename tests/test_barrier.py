@@ -262,3 +262,21 @@ def test_pretrained_encoder_strict(tmp_path):
     torch.save(build_model(BarrierModelConfig(encoder=EncoderConfig.small(hidden_features=16))).encoder.state_dict(), bad)
     with pytest.raises(ModelFileError, match="shape mismatch"):
         build_model(small(variant="band", pretrained_encoder=str(bad)))
+
+
+def test_pretrained_encoder_without_flag_fits_flagged_model(tmp_path, band_entries):
+    """A 92-feature (MPT-style) encoder loads into a model with the mobile-ion flag: the flag's
+    weight column is zero, so on a flagged graph it computes exactly what it did unflagged."""
+    plain_cfg = small(variant="band", graph={"mobile_flag": False})
+    plain = build_model(plain_cfg).eval()
+    enc = tmp_path / "enc92.pt"
+    torch.save(plain.encoder.state_dict(), enc)
+    flagged_cfg = small(variant="band", graph={"mobile_flag": True}, pretrained_encoder=str(enc))
+    flagged = build_model(flagged_cfg).eval()
+    w = flagged.encoder.atom_embedding.linear.weight
+    assert w.shape[1] == 93 and torch.count_nonzero(w[:, 92]) == 0
+    r = min(band_entries, key=lambda r: len(r["atoms"]["elements"]))
+    entry = [Entry(r["sys_name"], r["target"], r["atoms"])]
+    a = plain.encoder(next(iter(make_loader(BarrierGraphs(entry, plain_cfg), 1)))).pooled
+    b = flagged.encoder(next(iter(make_loader(BarrierGraphs(entry, flagged_cfg), 1)))).pooled
+    assert torch.allclose(a, b, atol=1e-6)

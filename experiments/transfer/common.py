@@ -30,6 +30,22 @@ def quick_training(epochs: int = 1) -> TrainingConfig:
                           progress_bar=False, cache_dir="none")
 
 
+# CPU profile: pre-training gets the same number of structure passes for every source (pair-wise
+# or MPT), so the comparison is at equal pre-training compute; fine-tuning the same budget for all.
+CPU_PT_PASSES = 105_000
+
+
+def cpu_pretraining(n_rows: int) -> TrainingConfig:
+    epochs = max(3, round(CPU_PT_PASSES / max(n_rows, 1)))
+    return TrainingConfig(epochs=epochs, batch_size=32, lr=2e-3, val_fraction=0.05, patience=0,
+                          progress_bar=False)
+
+
+def cpu_training(epochs: int = 40) -> TrainingConfig:
+    return TrainingConfig(epochs=epochs, batch_size=16, lr=1e-3, val_fraction=0.1, patience=10,
+                          progress_bar=False)
+
+
 def full_training(epochs: int = 100, accelerator: str = "auto") -> TrainingConfig:
     return TrainingConfig(epochs=epochs, batch_size=32, lr=1e-3, val_fraction=0.1, patience=20,
                           accelerator=accelerator, progress_bar=False)
@@ -86,5 +102,5 @@ def setup() -> None:
     tune_allocator()
 
 
-__all__ = ["append", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
+__all__ = ["append", "cpu_pretraining", "cpu_training", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
            "replace", "setup", "summarise"]

@@ -5,7 +5,12 @@ Scratch vs pair-wise (PT on fe, PT on bg) vs MPT (all seven properties), same fi
 test: scratch R² 0.635 / MAE 0.148, FE-PT 0.670 / 0.127, MPT 0.671 / 0.125.
 
     python experiments/transfer/jarvis2d_cv.py --out runs/tl/jarvis2d            # GPU, paper size
+    python experiments/transfer/jarvis2d_cv.py --profile cpu --out runs/tl/jarvis2d-cpu  # CPU, small encoder
     python experiments/transfer/jarvis2d_cv.py --quick --out /tmp/tl-quick        # CPU smoke run
+
+The ``cpu`` profile uses the small encoder, pre-trains every source on the full data for the same
+number of structure passes (``common.CPU_PT_PASSES``) and fine-tunes 40 epochs. ``--pretrain-only``
+and ``--models`` let two processes share the work (results are appended line by line).
 
 Resumable: finished (model, fold) rows are read back from OUT/results.jsonl; pre-trained
 models are reused from OUT/pt-*/model. Writes OUT/summary.json (mean ± sd of R² and MAE).
@@ -20,14 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    append, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
+    append, cpu_pretraining, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="tiny CPU profile (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="tiny CPU profile (smoke test) = --profile quick")
+    ap.add_argument("--profile", choices=("quick", "cpu", "gpu"), default="gpu")
+    ap.add_argument("--pretrain-only", action="store_true")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--strategy", default="new-head")
     ap.add_argument("--accelerator", default="auto")
@@ -41,9 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     from hopnet.training.pretrain import pretrain
 
     out = Path(args.out)
-    if args.quick:
+    profile = "quick" if args.quick else args.profile
+    pt_for = None
+    if profile == "quick":
         enc, pt_train, ft_train = EncoderConfig.small(), quick_training(1), quick_training(1)
         pt_cap, n_ft, folds = 24, 30, 2
+    elif profile == "cpu":
+        enc, pt_train, ft_train = EncoderConfig.small(), cpu_pretraining(1), cpu_training(40)
+        pt_cap, n_ft, folds, pt_for = None, None, args.folds, cpu_pretraining
     else:
         enc = EncoderConfig.paper()
         pt_train, ft_train = full_training(accelerator=args.accelerator), full_training(accelerator=args.accelerator)
@@ -59,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         props = "all" if name == "mpt" else name.split("-", 1)[1]
         folder = out / name / "model"
         if not (folder / "config.json").is_file():
-            pretrain(load_multiprop(props, max_size=pt_cap), enc, pt_train, out / name, resume=True)
+            pt_data = load_multiprop(props, max_size=pt_cap)
+            pretrain(pt_data, enc, pt_for(len(pt_data)) if pt_for else pt_train, out / name, resume=True)
         sources[name] = str(folder)
+    if args.pretrain_only:
+        return 0
     results = out / "results.jsonl"
     done = done_keys(results)
     for f, (tr, te) in enumerate(grouped_kfold(ds, folds, seed=0, group_by="id")):
@@ -74,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     summary = {"summary": summarise(rows, "model"), "published_test": {
         "scratch": {"r2": 0.635, "mae": 0.148}, "pt-fe": {"r2": 0.670, "mae": 0.127},
-        "mpt": {"r2": 0.671, "mae": 0.125}}, "quick": args.quick, "strategy": args.strategy,
+        "mpt": {"r2": 0.671, "mae": 0.125}}, "profile": profile, "strategy": args.strategy,
         "provenance": record({"pt": pt_train.to_dict(), "ft": ft_train.to_dict(), "encoder": enc.to_dict()}, 0)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["summary"], indent=2))

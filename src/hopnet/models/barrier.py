@@ -100,6 +100,21 @@ def _encoder_from(value: Any) -> EncoderConfig:
     return EncoderConfig.small(**data) if preset == "small" else EncoderConfig.paper(**data)
 
 
+ATOM_INPUT_WEIGHT = "atom_embedding.linear.weight"
+
+
+def widen_atom_input(state: dict, width: int) -> dict:
+    """``state`` with the atom-embedding input widened to ``width`` columns by zero columns
+    appended on the right (extra per-atom features such as the mobile-ion flag come after the
+    element features). Returns ``state`` unchanged when it already fits or has no such key."""
+    w = state.get(ATOM_INPUT_WEIGHT)
+    if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[1] >= width:
+        return state
+    out = dict(state)
+    out[ATOM_INPUT_WEIGHT] = torch.cat([w, w.new_zeros(w.shape[0], width - w.shape[1])], dim=1)
+    return out
+
+
 @dataclass(frozen=True)
 class BarrierModelConfig:
     """Everything that defines a barrier model's architecture and inputs (see module docstring).
@@ -229,14 +244,18 @@ class BarrierModel(nn.Module):
             self.desc_std.copy_(torch.as_tensor(std, dtype=self.desc_std.dtype))
 
     def load_encoder(self, path: str | os.PathLike) -> None:
-        """Load an encoder ``state_dict`` (strict key and shape check) -> ModelFileError."""
+        """Load an encoder ``state_dict`` (strict key and shape check) -> ModelFileError.
 
+        An encoder pre-trained on the 92 element features fits a model with the mobile-ion flag
+        (93): the flag's input column starts at zero weight (:func:`widen_atom_input`), so the
+        loaded encoder computes exactly what it did before fine-tuning teaches it the flag."""
 
         state = read_weights(path, "pretrained encoder file")
         if not isinstance(state, dict):
             raise ModelFileError(f"pretrained encoder file {path} does not hold a state_dict")
         if all(k.startswith("encoder.") for k in state):  # a whole-model state_dict
             state = {k[len("encoder."):]: v for k, v in state.items()}
+        state = widen_atom_input(state, self.encoder.config.atom_input_features)
         problem = state_dict_mismatch(self.encoder, state)
         if problem:
             raise ModelFileError(f"pretrained encoder {path} does not fit the encoder config: {problem}")
