@@ -280,3 +280,4 @@ def test_pretrained_encoder_without_flag_fits_flagged_model(tmp_path, band_entri
     a = plain.encoder(next(iter(make_loader(BarrierGraphs(entry, plain_cfg), 1)))).pooled
     b = flagged.encoder(next(iter(make_loader(BarrierGraphs(entry, flagged_cfg), 1)))).pooled
     assert torch.allclose(a, b, atol=1e-6)
+

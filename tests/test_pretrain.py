@@ -178,3 +178,21 @@ def test_ddp_two_cpu_processes(data_dir, tmp_path):
     assert "state_dict" in ck and ck["global_step"] == 2 * -(-n_batches // 2) < 2 * n_batches
     training = json.loads((out / "model" / "config.json").read_text())["training"]
     assert training["devices"] == 2 and training["strategy"] == "ddp"
+
+
+def test_barrier_model_starts_from_property_model_folder(data_dir, tmp_path):
+    """``BarrierModelConfig.pretrained_encoder`` may name a ``hopnet pretrain`` folder: member 0's
+    encoder is loaded, its 92-feature input widened by a zero column for the mobile-ion flag."""
+    from hopnet.models.barrier import BarrierModelConfig, build_model
+
+    out = tmp_path / "fe"
+    assert main(["pretrain", "--properties", "fe", "--data-dir", str(data_dir), "--out", str(out), *COMMON]) == 0
+    models, cfg, _ = load_property_model(out / "model")
+    model = build_model(BarrierModelConfig(variant="band", encoder=cfg.encoder, graph={"mobile_flag": True},
+                                           pretrained_encoder=str(out / "model")))
+    src = models[0].encoder.state_dict()
+    for k, v in model.encoder.state_dict().items():
+        if k == "atom_embedding.linear.weight":
+            assert torch.equal(v[:, :92], src[k]) and not v[:, 92].any()
+        else:
+            assert torch.equal(v, src[k]), k

@@ -7,6 +7,14 @@ here, so that the 92-feature MPT encoder fits (``graph.mobile_flag = False`` for
 
     python experiments/transfer/barrier_from_mpt.py --mpt runs/mpt/model --out runs/tl/barrier   # GPU
     python experiments/transfer/barrier_from_mpt.py --quick --out /tmp/tl-barrier                # CPU smoke
+    python experiments/transfer/barrier_from_mpt.py --profile cpu --mpt results/tl/jarvis2d-cpu/mpt/model \
+        --scratch results/cv5-seed0 --out results/tl/barrier-cpu                                # CPU
+
+The ``cpu`` profile runs the CPU recipes of ``hopnet reproduce --cv 5`` (``hopnet.reproduce.MODELS``:
+small encoder, 5 Å crop, and for Models 3/4 path pooling and the mobile-ion flag) through
+``hopnet.crossval`` with the MPT encoder loaded (its 92-feature input widened by a zero-weight
+flag column); the scratch arm is the same recipe without it: read from ``--scratch`` (a
+``hopnet reproduce --cv 5`` output folder, spec checked) or trained here.
 
 Resumable (OUT/results.jsonl); writes OUT/summary.json (mean ± sd of MAE / R² per arm).
 """
@@ -31,8 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="initial-final,initial-delta,band,band-attention")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--accelerator", default="auto")
+    ap.add_argument("--profile", choices=("quick", "cpu", "gpu"), default="gpu")
+    ap.add_argument("--models", default="model3", help="cpu profile: hopnet.reproduce model names")
+    ap.add_argument("--scratch", default=None, help="cpu profile: hopnet reproduce --cv output folder")
     args = ap.parse_args(argv)
     setup()
+    if args.profile == "cpu" and not args.quick:
+        return cpu_profile(args)
     import numpy as np
 
     from hopnet.datasets import load
@@ -85,6 +98,42 @@ def main(argv: list[str] | None = None) -> int:
                "provenance": record({"training": training.to_dict(), "mpt": str(mpt)}, 0)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["summary"], indent=2))
+    return 0
+
+
+def cpu_profile(args: argparse.Namespace) -> int:
+    """Reproduce's CPU recipes, scratch vs from the MPT encoder, same grouped folds (seed 0)."""
+    from hopnet.crossval import cross_validate, load_records, summarize
+    from hopnet.datasets import load
+    from hopnet.reproduce import model_spec
+    from hopnet.training.pretrain import export_encoder
+
+    if not args.mpt:
+        raise SystemExit("--profile cpu needs --mpt (a hopnet pretrain --properties all model folder)")
+    out = Path(args.out)
+    ds = load("migration-barriers")
+    enc_file = export_encoder(args.mpt, out / "mpt-encoder.pt").resolve()
+    summary: dict = {}
+    for name in args.models.split(","):
+        spec = model_spec(name)
+        scratch_dir = Path(args.scratch) / name if args.scratch else out / f"{name}-scratch"
+        if args.scratch:
+            stored = json.loads((scratch_dir / "spec.json").read_text())
+            if stored != json.loads(json.dumps(spec)):
+                raise SystemExit(f"{scratch_dir}/spec.json differs from today's {name} recipe")
+        else:
+            cross_validate(spec, ds, scratch_dir, n_folds=args.folds)
+        mpt_spec = json.loads(json.dumps(spec))
+        mpt_spec["gnn"]["pretrained_encoder"] = str(enc_file)
+        cross_validate(mpt_spec, ds, out / f"{name}-mpt", n_folds=args.folds)
+        for arm, folder in (("scratch", scratch_dir), ("mpt", out / f"{name}-mpt")):
+            recs = [r for r in load_records(folder) if r["meta"].get("fold_seed", 0) == 0]
+            summary[f"{name}/{arm}"] = summarize(recs)
+    brief = {k: {m: v.get(m) for m in ("n_folds", "mae", "mae_sd", "r2", "r2_sd")}
+             for k, v in summary.items()}
+    (out / "summary.json").write_text(json.dumps({"summary": summary, "profile": "cpu", "mpt": str(args.mpt),
+                                                  "provenance": record({"models": args.models}, 0)}, indent=1))
+    print(json.dumps(brief, indent=1))
     return 0
 
 

@@ -34,8 +34,10 @@ Options common to all variants:
   The ion images are always kept.
 * ``hybrid``: the path descriptors of :mod:`hopnet.descriptors`, standardised with the training
   mean/std (stored in the model), are concatenated to the pooled vector before the head.
-* ``pretrained_encoder``: a file holding an encoder ``state_dict`` loaded (strict key check)
-  before training.
+* ``pretrained_encoder``: an encoder to start from, loaded (strict key and shape check) before
+  training: a file holding an encoder ``state_dict``, or a property model folder of ``hopnet
+  pretrain`` / a shipped property model name such as ``"mpt"`` (its first member's encoder). A
+  92-feature encoder fits a model with the mobile-ion flag (zero-weight flag column).
 
 The module predicts the *standardised* barrier; the training target mean/std (eV) are buffers of
 the module, so :meth:`BarrierModel.predict_ev` returns eV and a saved state_dict is complete.
@@ -101,6 +103,19 @@ def _encoder_from(value: Any) -> EncoderConfig:
 
 
 ATOM_INPUT_WEIGHT = "atom_embedding.linear.weight"
+
+
+def _encoder_state(source: str | os.PathLike) -> Any:
+    """An encoder ``state_dict`` from a weights file, or from a property model folder / shipped
+    property model name (e.g. ``"mpt"``; member 0's encoder)."""
+    from hopnet.models.base import shipped_models
+
+    if Path(source).is_dir() or (isinstance(source, str) and source in shipped_models()):
+        from hopnet.training.pretrain import load_property_model
+
+        models, _, _ = load_property_model(source)
+        return models[0].encoder.state_dict()
+    return read_weights(source, "pretrained encoder file")
 
 
 def widen_atom_input(state: dict, width: int) -> dict:
@@ -250,7 +265,7 @@ class BarrierModel(nn.Module):
         (93): the flag's input column starts at zero weight (:func:`widen_atom_input`), so the
         loaded encoder computes exactly what it did before fine-tuning teaches it the flag."""
 
-        state = read_weights(path, "pretrained encoder file")
+        state = _encoder_state(path)
         if not isinstance(state, dict):
             raise ModelFileError(f"pretrained encoder file {path} does not hold a state_dict")
         if all(k.startswith("encoder.") for k in state):  # a whole-model state_dict
