@@ -2,8 +2,8 @@
 
 * :func:`predict` -- one hop: a structure (pymatgen, ASE, JARVIS dict or file) + ion + start/end
   (site indices or fractional coordinates), or a band in the data-set layout. Returns a
-  :class:`BarrierResult` (barrier and ensemble spread in eV, the path, the model name, the
-  conductor class at the threshold, out-of-domain warnings).
+  :class:`BarrierResult` (barrier and its uncertainty in eV, the path, the model name, the
+  conductor class and P(good conductor) at the threshold, out-of-domain warnings).
 * :func:`predict_many` -- a list of hops in, a list of results out, in input order. The model is
   loaded once per process and name (:func:`get_model`); paths go to it in batches capped by the
   number of band atoms, so large cells never blow the memory of graph models.
@@ -14,6 +14,12 @@ training structure held. The domain is read from the model's ``metadata.json`` (
 ``domain``: ``hop_length`` [min, max] Å, ``ions``, ``elements``) and falls back to that of the
 migration-barrier training set (:data:`TRAINING_DOMAIN`). Out-of-domain hops are predicted anyway,
 with warnings.
+
+Uncertainty: a model whose ``metadata.json`` has a ``calibration`` block
+(:class:`hopnet.models.calibration.Calibration`, fitted on grouped-CV residuals by
+``experiments/calibrate.py``) reports ``std`` = the calibrated σ of a Gaussian error (eV) and
+``p_good`` = P(E_m < threshold) under N(barrier, σ²); the raw ensemble spread stays in
+``ensemble_std``. Without the block ``std`` is the ensemble spread and ``p_good`` is NaN.
 """
 
 from __future__ import annotations
@@ -108,8 +114,12 @@ TRAINING_DOMAIN = Domain(
 
 @dataclass(frozen=True)
 class BarrierResult:
-    """One predicted hop. ``barrier`` and ``std`` (ensemble spread) in eV; NaN with ``error`` set
-    when the hop failed under ``on_error="record"``."""
+    """One predicted hop, in eV; NaN with ``error`` set when the hop failed under
+    ``on_error="record"``.
+
+    ``std`` is the calibrated σ when the model carries a calibration (``calibrated`` True), else
+    the ensemble spread; ``ensemble_std`` is always the spread of the ensemble members.
+    ``p_good`` = P(E_m < threshold) from N(barrier, std²), NaN without a calibration."""
 
     barrier: float
     std: float
@@ -120,6 +130,9 @@ class BarrierResult:
     label: str = ""
     reference: float | None = None  # the target of a data-set entry, eV
     error: str | None = None
+    ensemble_std: float = float("nan")  # spread of the ensemble members, eV
+    p_good: float = float("nan")  # P(E_m < threshold) under the calibrated Gaussian
+    calibrated: bool = False  # std is the calibrated σ (else the ensemble spread)
 
     @property
     def conductor_class(self) -> str:
@@ -140,6 +153,9 @@ class BarrierResult:
             "label": self.label,
             "barrier_ev": _num(self.barrier),
             "std_ev": _num(self.std),
+            "std_kind": "calibrated on grouped CV" if self.calibrated else "ensemble spread",
+            "ensemble_std_ev": _num(self.ensemble_std),
+            "p_good": _num(self.p_good),
             "conductor_class": self.conductor_class,
             "threshold_ev": self.threshold,
             "model": self.model,
@@ -193,6 +209,30 @@ def _model_name(predictor: Any, model: Any) -> str:
     if isinstance(model, str) and os.sep not in model and not Path(model).is_dir():
         return model
     return str(getattr(predictor, "name", "") or model)
+
+
+def _calibration(predictor: Any, name: str) -> Any:
+    """The model's :class:`~hopnet.models.calibration.Calibration` (``metadata["calibration"]``),
+    None when it has none; a malformed block raises :class:`~hopnet.errors.ModelFileError`."""
+    block = (getattr(predictor, "metadata", None) or {}).get("calibration")
+    if block is None:
+        return None
+    from hopnet.models.calibration import Calibration
+
+    return Calibration.from_dict(block, where=f"model {name}")
+
+
+def _calibrated(cal: Any, mean: np.ndarray, spread: np.ndarray, paths: Sequence[Any],
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(σ, P(E_m < threshold)) in eV of each prediction: calibrated with ``cal``, else
+    (ensemble spread, NaN)."""
+    if cal is None:
+        return spread, np.full(len(mean), np.nan)
+    from hopnet.models.calibration import prob_below
+
+    hop = np.array([p.hop_length if p is not None else np.nan for p in paths]) if "hop_length" in cal.features else None
+    sigma = cal.sigma(ensemble_std=spread, prediction=mean, hop_length=hop)
+    return sigma, prob_below(mean, sigma, threshold)
 
 
 def _model_images(predictor: Any) -> int:
@@ -393,6 +433,7 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
     build(5)  # the data-set layout; bad input fails before the model is loaded
     predictor = get_model(model)
     name = _model_name(predictor, model)
+    cal = _calibration(predictor, name)
     domain = Domain.from_metadata(getattr(predictor, "metadata", None))
     if _model_images(predictor) != 5:
         build(_model_images(predictor))
@@ -419,6 +460,7 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
                 except HopnetError as exc2:
                     errors[k] = str(exc2)
 
+    sigma, p_good = _calibrated(cal, mean, std, paths, threshold)
     results = []
     for k in range(len(items)):
         p = paths[k]
@@ -426,8 +468,9 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
         for w in warns:
             log.info("%s%s", f"{labels[k]}: " if labels[k] else "", w)
         results.append(BarrierResult(
-            barrier=float(mean[k]), std=float(std[k]), path=p, model=name, threshold=threshold,
+            barrier=float(mean[k]), std=float(sigma[k]), path=p, model=name, threshold=threshold,
             warnings=warns, label=labels[k], reference=refs[k], error=errors[k],
+            ensemble_std=float(std[k]), p_good=float(p_good[k]), calibrated=cal is not None,
         ))
     return results
 

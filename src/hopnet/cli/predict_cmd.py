@@ -4,7 +4,8 @@
     hopnet predict STRUCTURE --ion Li --from-frac x y z --to-frac x y z   # any two points
     hopnet predict band.json                                     # band(s) in the data-set format
 
-Prints E_m ± σ (ensemble spread, eV) and the conductor class at ``--threshold``; ``--json``
+Prints E_m ± σ (eV; σ calibrated on grouped CV when the model has a calibration, else the
+ensemble spread), the conductor class and P(E_m < threshold) at ``--threshold``; ``--json``
 prints JSON instead, ``--output FILE.json`` writes it (atomically, only when everything worked).
 Out-of-domain hops get a warning on stderr, not an error.
 """
@@ -156,5 +157,9 @@ def _line(r: Any, source: str) -> str:
     cls = "good conductor" if r.conductor_class == "good" else "poor conductor"
     rel = "<" if r.conductor_class == "good" else ">="
     ref = f"  [reference {r.reference:.3f} eV]" if r.reference is not None else ""
-    return (f"{head}\n  E_m = {r.barrier:.3f} ± {r.std:.3f} eV  ->  {cls} (E_m {rel} {r.threshold:g} eV)"
+    line = (f"{head}\n  E_m = {r.barrier:.3f} ± {r.std:.3f} eV  ->  {cls} (E_m {rel} {r.threshold:g} eV)"
             f"  [model {r.model}]{ref}")
+    if getattr(r, "calibrated", False):
+        line += (f"\n  ± σ (calibrated on grouped CV; ensemble spread {r.ensemble_std:.3f} eV), "
+                 f"P(E_m < {r.threshold:g} eV) = {r.p_good:.2f}")
+    return line
