@@ -90,8 +90,17 @@ def summarise(rows: list[dict], by: str) -> dict:
     return out
 
 
-def record(config: Any, seed: int) -> dict:
-    return run_record(config=config, seed=seed)
+def record(config: Any, seed: int, data_hash: str | None = None) -> dict:
+    return run_record(config=config, seed=seed, data_hash=data_hash)
+
+
+def model_training(folder: str | Path) -> dict | None:
+    """The training config recorded in a model folder's metadata (None when absent)."""
+    meta = Path(folder) / "metadata.json"
+    if not meta.is_file():
+        return None
+    m = json.loads(meta.read_text())
+    return m.get("training") or (m.get("provenance") or {}).get("config", {}).get("training")
 
 
 def setup() -> None:
@@ -102,5 +111,5 @@ def setup() -> None:
     tune_allocator()
 
 
-__all__ = ["append", "cpu_pretraining", "cpu_training", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
+__all__ = ["append", "model_training", "cpu_pretraining", "cpu_training", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
            "replace", "setup", "summarise"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    append, cpu_pretraining, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
+    append, model_training, cpu_pretraining, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
 )
 
 
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"summary": summarise(rows, "model"), "published_test": {
         "scratch": {"r2": 0.635, "mae": 0.148}, "pt-fe": {"r2": 0.670, "mae": 0.127},
         "mpt": {"r2": 0.671, "mae": 0.125}}, "profile": profile, "strategy": args.strategy,
-        "provenance": record({"pt": pt_train.to_dict(), "ft": ft_train.to_dict(), "encoder": enc.to_dict()}, 0)}
+        "provenance": record({"pt": {n: model_training(src) for n, src in sources.items() if src},
+                              "ft": ft_train.to_dict(), "encoder": enc.to_dict()}, 0, ds.sha256)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["summary"], indent=2))
     return 0
