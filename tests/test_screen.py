@@ -14,7 +14,7 @@ import hopnet.predict as hp
 from hopnet.cli import main
 from hopnet.errors import PathError
 from hopnet.models.base import Prediction
-from hopnet.screen import find_hops, network_dimensionality, percolation_barriers, screen
+from hopnet.screen import band_supercell, find_hops, network_dimensionality, percolation_barriers, screen
 
 pytest.importorskip("pymatgen.analysis.diffusion")
 
@@ -114,8 +114,9 @@ def test_screen_percolation_known_answers():
     cut = screen(cscl(3.0, 3.5, 4.0), "Li", max_hop=4.1, model=model, threshold=0.32)
     assert cut.dimensionality == 3 and cut.dimensionality_at_threshold == 1
     assert [h.conductor_class for h in cut.hops].count("good") == 1
-    with pytest.raises(PathError, match="absent"):
-        screen(cscl(3.0, 3.5, 4.0), "Na", model=model)
+    # no Na and no hole 2.5 Å clear of Li and Cl: nothing to insert Na into
+    with pytest.raises(PathError, match="Na is absent .* no interstitial site"):
+        screen(cscl(3.0, 3.5, 4.0), "Na", model=model, insert_min_dist=2.5)
 
 
 def test_screen_olivine_default_model_is_one_dimensional_first():
@@ -174,10 +175,11 @@ def test_cli_all_failing_writes_nothing(tmp_path, capsys, fake_model):
     bad1.write_text("nope\n")
     cscl(3.0, 3.5, 4.0).to(filename=str(bad2))
     out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
-    rc = main(["screen", str(tmp_path / "*.cif"), "--ion", "Na", "--json", str(out_json), "--csv", str(out_csv)])
+    rc = main(["screen", str(tmp_path / "*.cif"), "--ion", "Na", "--insert-min-dist", "2.5",
+               "--json", str(out_json), "--csv", str(out_csv)])
     assert rc != 0
     err = capsys.readouterr().err
-    assert "all 2 structures failed" in err and "Na is absent" in err
+    assert "all 2 structures failed" in err and "Na is absent" in err and "no interstitial site" in err
     assert not out_json.exists() and not out_csv.exists()
     assert not list(tmp_path.glob(".*tmp"))
 
@@ -229,3 +231,137 @@ def test_screen_ion_dense_examples_default_model_fast(name, shortest, dim_at_thr
     assert r.percolation[2].barrier == pytest.approx(low.barrier) and low.barrier < r.threshold
     assert r.dimensionality_at_threshold >= dim_at_threshold
     assert "distinct hop(s)" in r.table()
+
+
+# --------------------------------------------------------------------------- band cells
+def test_band_supercell_widths():
+    assert band_supercell(Lattice.orthorhombic(3.0, 3.5, 4.0), 6.5).tolist() == [3, 2, 2]
+    assert band_supercell(Lattice.orthorhombic(3.0, 3.5, 4.0), 0.0).tolist() == [1, 1, 1]
+    assert band_supercell(Lattice.cubic(6.5), 6.5).tolist() == [1, 1, 1]  # exactly wide enough
+    # a skewed cell: the width across a is c*sin(beta), not |a|
+    mono = Lattice.monoclinic(7.0, 7.0, 7.0, 150.0)
+    assert band_supercell(mono, 6.5).tolist() == [2, 1, 2]
+
+
+def test_small_cell_bands_are_enlarged_large_cells_left_alone():
+    model = LengthModel()
+    s = cscl(3.0, 3.5, 4.0)  # 2 atoms: 3 x 2 x 2 cell = 24 atoms, two Li leave, 5 images join
+    r = screen(s, "Li", max_hop=4.1, model=model, min_image_distance=6.5)
+    assert {h.supercell for h in r.hops} == {(3, 2, 2)} and {h.band_atoms for h in r.hops} == {24 - 2 + 5}
+    assert [r.percolation[d].barrier for d in (1, 2, 3)] == pytest.approx([0.30, 0.35, 0.40])  # lengths kept
+    assert [h.start for h in r.hops] == [0, 0, 0]  # site indices of the input cell
+    r0 = screen(s, "Li", max_hop=4.1, model=model, min_image_distance=0.0)
+    # without enlargement a hop to the site's own image is built in a cell doubled along it
+    assert sorted(h.supercell for h in r0.hops) == [(1, 1, 2), (1, 2, 1), (2, 1, 1)]
+    assert {h.band_atoms for h in r0.hops} == {4 - 2 + 5}
+    assert "3x2x2" in r.table() and r.to_dict()["hops"][0]["band_supercell"] == [3, 2, 2]
+    big = screen(EXAMPLES / "LiFePO4_olivine.cif", "Li", max_hop=5.0, model=model)  # widths 9.4-12.0 Å
+    assert {h.supercell for h in big.hops} == {(1, 1, 1)} and {h.band_atoms for h in big.hops} == {112 - 2 + 5}
+
+
+def test_enlarged_and_input_cell_bands_default_model_finite():
+    import torch
+
+    torch.set_num_threads(1)
+    prim = Structure.from_file(EXAMPLES / "LiCoO2_layered.cif").get_primitive_structure()  # 4 atoms
+    small = screen(prim, "Li", max_hop=3.0, min_image_distance=0.0)
+    large = screen(prim, "Li", max_hop=3.0)  # default 6.5 Å
+    (h0,), (h1,) = small.hops, large.hops
+    assert h0.length == pytest.approx(2.816, abs=0.01) and h1.length == pytest.approx(h0.length)
+    assert h0.supercell == (2, 1, 1) and h0.band_atoms == 8 - 2 + 5
+    assert h1.supercell == (3, 3, 2) and h1.band_atoms == 72 - 2 + 5
+    assert np.isfinite(h0.barrier) and np.isfinite(h1.barrier) and h0.error is None and h1.error is None
+
+
+# --------------------------------------------------------------------------- hosts without the ion
+def fepo4() -> Structure:
+    s = Structure.from_file(EXAMPLES / "LiFePO4_olivine.cif")
+    s.remove_species(["Li"])
+    return s
+
+
+def test_empty_olivine_found_interstitials_default_model():
+    import torch
+
+    torch.set_num_threads(1)
+    lfp = Structure.from_file(EXAMPLES / "LiFePO4_olivine.cif")
+    li = np.array([p.frac_coords for p in lfp if p.specie.symbol == "Li"])
+    host = fepo4()
+    r = screen(host, "Li", max_hop=5.0)
+    assert r.insertion == "interstitial" and r.formula == "FePO4" and r.n_atoms == 96
+    assert len(r.insertion_sites) == 2 and r.interstitials_found > 2
+    # one of the inserted sites is olivine's Li (4a) site
+    li_site = [s for s in r.insertion_sites
+               if host.lattice.get_all_distances(li, s["orbit"]).min(axis=1).max() < 0.3]
+    assert len(li_site) == 1 and li_site[0]["multiplicity"] == 16
+    # the b-axis hop between Li sites: a dilute band (empty host + 5 images), finite barrier
+    on_li = set(li_site[0]["indices"])
+    b_hops = [h for h in r.hops if h.start in on_li and h.end in on_li and abs(h.length - 3.005) < 0.01]
+    assert len(b_hops) == 1
+    assert np.isfinite(b_hops[0].barrier) and b_hops[0].band_atoms == 96 + 5
+    assert "symmetry-found interstitial" in r.table() and r.to_dict()["insertion"] == "interstitial"
+
+
+def test_empty_olivine_user_site():
+    model = LengthModel()
+    r = screen(fepo4(), "Li", max_hop=5.0, model=model, insert_sites=[(0.5, 0.25, 0.25)])
+    assert r.insertion == "user" and r.insertion_sites[0]["multiplicity"] == 16
+    assert sorted(round(h.length, 2) for h in r.hops) == [3.0, 4.69]  # the LiFePO4 network, here dilute
+    assert {h.band_atoms for h in r.hops} == {96 + 5}
+    assert r.percolation[1].barrier == pytest.approx(0.3005, abs=1e-3) and r.percolation[3].barrier is None
+    assert all(96 <= h.start < 112 and 96 <= h.end < 112 for h in r.hops)
+    line = r.insertion_line()
+    assert "user-given site(s)" in line and "(0.5000, 0.2500, 0.2500) x16" in line
+    with pytest.raises(PathError, match="already holds 16 Li"):
+        screen(EXAMPLES / "LiFePO4_olivine.cif", "Li", model=model, insert_sites=[(0.5, 0.25, 0.25)])
+
+
+def test_simple_cubic_host_interstitial_at_body_centre():
+    """Li in a simple-cubic Cl lattice (a = 3.5 Å) goes to the body centre; its hops are to its
+    own images (3.5 Å), built in a 2x2x2 band cell of 8 Cl + 5 Li images."""
+    host = Structure(Lattice.cubic(3.5), ["Cl"], [[0, 0, 0]])
+    r = screen(host, "Li", max_hop=4.0, model=LengthModel())
+    assert r.insertion == "interstitial" and len(r.insertion_sites) == 1
+    assert r.insertion_sites[0]["frac"] == pytest.approx([0.5, 0.5, 0.5])
+    (h,) = r.hops
+    assert h.start == h.end == 1 and h.length == pytest.approx(3.5) and h.multiplicity == 3
+    assert h.supercell == (2, 2, 2) and h.band_atoms == 8 + 5
+    assert [r.percolation[d].barrier for d in (1, 2, 3)] == pytest.approx([0.35, 0.35, 0.35])
+
+
+def test_ion_free_host_without_room_is_an_error():
+    bcc = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(PathError, match="Li is absent .* no interstitial site is 1.62 Å clear"):
+        screen(bcc, "Li", model=LengthModel())
+
+
+def test_cli_ion_free_host(tmp_path, capsys, fake_model):
+    cif = tmp_path / "FePO4.cif"
+    fepo4().to(filename=str(cif))
+    out_json = tmp_path / "r.json"
+    rc = main(["screen", str(cif), "--ion", "Li", "--insert-frac", "0.5", "0.25", "0.25", "--json", str(out_json)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if "inserted at" in ln]
+    assert len(lines) == 1 and "1 user-given site(s)" in lines[0] and "one Li in the empty host" in lines[0]
+    res = json.loads(out_json.read_text())["results"][0]
+    assert res["insertion"] == "user" and res["insertion_sites"][0]["multiplicity"] == 16
+    assert len(res["insertion_sites"][0]["indices"]) == 16 and res["min_image_distance_a"] == 6.5
+    sc = tmp_path / "sc.cif"
+    Structure(Lattice.cubic(3.5), ["Cl"], [[0, 0, 0]]).to(filename=str(sc))
+    rc = main(["screen", str(sc), "--ion", "Li", "--max-hop", "4", "--min-image-distance", "0", "--json", str(out_json)])
+    assert rc == 0 and "symmetry-found interstitial" in capsys.readouterr().out
+    res = json.loads(out_json.read_text())["results"][0]
+    assert res["insertion"] == "interstitial" and res["hops"][0]["band_supercell"] == [2, 1, 1]
+
+
+def test_cli_ion_free_host_without_room(tmp_path, capsys, fake_model):
+    cif = tmp_path / "bcc.cif"
+    Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    out_json = tmp_path / "r.json"
+    rc = main(["screen", str(cif), "--ion", "Li", "--json", str(out_json)])
+    assert rc != 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hopnet: error")]
+    assert err and "no interstitial site" in err[-1] and not out_json.exists()
+    assert main(["screen", str(cif), "--ion", "Li", "--interstitials", "0"]) != 0
+    assert "--interstitials must be" in capsys.readouterr().err

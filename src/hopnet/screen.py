@@ -9,13 +9,30 @@ percolation barriers of the hop network (the Python face of ``hopnet screen``).
    dimensionality and percolation barriers are the same, and each distinct hop is then placed on
    the input cell's sites (multiplicities per input cell). We do not use its NEB end-point
    generator (``MigrationHop.get_structures`` removes sites by a distance of ``symprec`` Å, which
-   can drop or keep the wrong atoms); each distinct hop is built here as a vacancy hop in the input
-   cell: the ion at the start site moves to the end site, both removed from the host, and we check
-   that exactly those two atoms left the structure. A hop from a site to its own periodic image
-   is built in a supercell doubled along that image's axes. ``explicit_hops`` ((i, j) site pairs)
-   replace the enumeration by user-chosen hops.
-2. **Barriers.** All distinct hops go to :func:`hopnet.predict.predict_many` in one batch.
-3. **Percolation.** Every edge of the migration graph (hops and their periodic images) carries the
+   can drop or keep the wrong atoms); each distinct hop is built here as a vacancy hop: the ion
+   at the start site moves to the end site, both removed from the host, and we check that exactly
+   those two atoms left the structure. ``explicit_hops`` ((i, j) site pairs) replace the
+   enumeration by user-chosen hops.
+2. **Band cell.** Training bands are ~120-atom cells in which the ion's periodic images are far
+   apart: the narrowest perpendicular width of the 559 training cells is 5.2 Å, its 10th
+   percentile 6.66 Å, its median 9.6 Å. Each band is therefore built in the smallest diagonal
+   supercell ``n1 x n2 x n3`` of the input cell whose perpendicular widths are all at least
+   ``min_image_distance`` (:data:`DEFAULT_MIN_IMAGE_DISTANCE` = 6.5 Å; 0 keeps the input cell).
+   A hop from a site to its own periodic image is built in a supercell at least doubled along
+   that image's axes. Site indices and multiplicities stay those of the input cell; each hop
+   records the supercell (``ScreenHop.supercell``, JSON ``band_supercell``) and the band's atom
+   count (``band_atoms``).
+3. **Hosts without the ion** (charged-empty hosts such as FePO4, MnO2, TiS2). The ion is put on
+   user-given fractional sites (``insert_sites``) or on the interstitial sites that
+   :func:`hopnet.insertion.find_interstitials` finds (by default the
+   :data:`DEFAULT_INTERSTITIALS` most open distinct sites, ``n_interstitials=None`` for all),
+   each expanded to its orbit under the host's space group. The host with the ion on every
+   orbit position (ions appended after the host atoms, so host indices are kept) gives the
+   migration graph of step 1; each hop's band is then the **empty host** plus the ion's images
+   (dilute limit: one ion per band cell, no vacancy). ``ScreenResult.insertion`` says which
+   (``"user"`` or ``"interstitial"``) and ``insertion_sites`` lists the sites.
+4. **Barriers.** All distinct hops go to :func:`hopnet.predict.predict_many` in one batch.
+5. **Percolation.** Every edge of the migration graph (hops and their periodic images) carries the
    barrier of its distinct hop. For a barrier cut E, the edges with E_m <= E form a periodic
    graph; each connected component spans 0, 1, 2 or 3 dimensions -- the rank of the lattice
    translations of its cycles, computed as ``rank([B; T]) - rank(B)`` with ``B`` the component's
@@ -40,16 +57,28 @@ from hopnet.metrics import DEFAULT_THRESHOLD_EV
 log = logging.getLogger(__name__)
 
 __all__ = ["Percolation", "ScreenHop", "ScreenResult", "network_dimensionality", "percolation_barriers",
-           "screen", "find_hops", "CSV_COLUMNS"]
+           "screen", "find_hops", "band_supercell", "CSV_COLUMNS", "DEFAULT_MIN_IMAGE_DISTANCE",
+           "DEFAULT_INTERSTITIALS"]
 
 _SITE_TOL = 0.05  # Å: a graph node must sit this close to an ion site of the input structure
+#: Å: smallest perpendicular width of a band cell (about the 10th percentile, 6.66 Å, of the
+#: narrowest width of the 559 training cells; 8.2 % of them are narrower than 6.5 Å).
+DEFAULT_MIN_IMAGE_DISTANCE = 6.5
+#: how many of the most open distinct interstitial sites an ion-free host is screened with. Each
+#: site adds its whole orbit to the migration graph, whose hop grouping (pymatgen-analysis-
+#: diffusion) grows fast with the number of sites: for FePO4 (olivine, 96 atoms), 2 sites take
+#: ~2 s and 3 sites ~20 s on one CPU core.
+DEFAULT_INTERSTITIALS = 2
 
 
 @dataclass(frozen=True)
 class ScreenHop:
-    """One symmetry-distinct hop. ``start``/``end``: site indices in the input structure;
-    ``image``: the cell translation of the end site; ``multiplicity``: how many edges of the
-    migration graph (per input cell) are equivalent to it."""
+    """One symmetry-distinct hop. ``start``/``end``: site indices in the input structure (for a
+    host without the ion: in the host with the inserted sites appended, see
+    :class:`ScreenResult`); ``image``: the cell translation of the end site; ``multiplicity``: how
+    many edges of the migration graph (per input cell) are equivalent to it; ``supercell``: the
+    diagonal of the supercell of the input cell the band was built in, ``band_atoms`` its atom
+    count (ion images + host; 0 when the band could not be built)."""
 
     index: int
     start: int
@@ -62,13 +91,16 @@ class ScreenHop:
     conductor_class: str = ""
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    supercell: tuple[int, int, int] = (1, 1, 1)
+    band_atoms: int = 0
 
     def to_dict(self) -> dict:
         return {
             "index": self.index, "from": self.start, "to": self.end, "image": list(self.image),
             "length_a": round(self.length, 6), "multiplicity": self.multiplicity,
             "barrier_ev": _num(self.barrier), "std_ev": _num(self.std),
-            "conductor_class": self.conductor_class, "warnings": list(self.warnings), "error": self.error,
+            "conductor_class": self.conductor_class, "band_supercell": list(self.supercell),
+            "band_atoms": self.band_atoms, "warnings": list(self.warnings), "error": self.error,
         }
 
 
@@ -89,7 +121,13 @@ class Percolation:
 
 @dataclass
 class ScreenResult:
-    """Everything ``hopnet screen`` reports for one structure."""
+    """Everything ``hopnet screen`` reports for one structure. ``insertion`` is None when the
+    structure holds the ion, else ``"user"`` (user-given sites) or ``"interstitial"`` (sites
+    found by :func:`hopnet.insertion.find_interstitials`); ``insertion_sites`` then lists each
+    distinct inserted site (``frac``, ``multiplicity``, ``clearance_a``, ``orbit`` and the site
+    ``indices`` the hops use: the host's atoms keep indices ``0..n_atoms-1``, the inserted ion
+    positions follow). ``structure`` is the cell the hop indices refer to (the input, or the host
+    with the inserted ions)."""
 
     source: str
     formula: str
@@ -105,6 +143,25 @@ class ScreenResult:
     dimensionality: int  # of the whole network found (every hop open)
     dimensionality_at_threshold: int  # of the network of hops with E_m < threshold
     warnings: list[str] = field(default_factory=list)
+    min_image_distance: float = 0.0  # Å, smallest perpendicular width of the band cells
+    insertion: str | None = None  # None, "user" or "interstitial"
+    insertion_sites: list[dict] = field(default_factory=list)
+    interstitials_found: int = 0  # distinct interstitial sites found (``insertion == "interstitial"``)
+    structure: Any = field(default=None, repr=False, compare=False)
+
+    def insertion_line(self) -> str:
+        """One line saying where the ion was put in a host without it ('' when it was present)."""
+        if self.insertion is None:
+            return ""
+        k = len(self.insertion_sites)
+        how = (f"{k} user-given site(s)" if self.insertion == "user" else
+               f"the {k} most open of {self.interstitials_found} symmetry-found interstitial site(s)")
+        n = sum(int(s["multiplicity"]) for s in self.insertion_sites)
+        sites = "; ".join(f"({', '.join(f'{x:.4f}' for x in s['frac'])}) x{s['multiplicity']}"
+                          for s in self.insertion_sites)
+        return (f"no {self.ion} in the host: {self.ion} inserted at {how} "
+                f"[{sites}], {n} position(s) per cell (site indices {self.n_atoms}-{self.n_atoms + n - 1}); "
+                f"each band holds one {self.ion} in the empty host")
 
     def to_dict(self) -> dict:
         return {
@@ -115,6 +172,9 @@ class ScreenResult:
             "percolation": {f"{d}d": p.to_dict() for d, p in sorted(self.percolation.items())},
             "dimensionality": self.dimensionality,
             "dimensionality_at_threshold": self.dimensionality_at_threshold,
+            "min_image_distance_a": self.min_image_distance,
+            "insertion": self.insertion, "insertion_sites": list(self.insertion_sites),
+            "interstitials_found": self.interstitials_found,
             "warnings": list(self.warnings),
         }
 
@@ -129,14 +189,17 @@ class ScreenResult:
         """A plain-text report: one line per hop, then the percolation barriers."""
         lines = [f"{self.source}: {self.ion} in {self.formula} ({self.n_atoms} atoms), "
                  f"{len(self.hops)} distinct hop(s) [{self.hop_source}, max hop {self.max_hop:g} Å, "
-                 f"symprec {self.symprec:g}, model {self.model}]",
-                 f"{'hop':>4} {'from':>5} {'to':>5} {'image':>10} {'length/Å':>9} {'mult':>4}  "
-                 f"{'E_m/eV':>14}  class"]
+                 f"symprec {self.symprec:g}, band cells >= {self.min_image_distance:g} Å, model {self.model}]"]
+        if self.insertion is not None:
+            lines.append(self.insertion_line())
+        lines.append(f"{'hop':>4} {'from':>5} {'to':>5} {'image':>10} {'length/Å':>9} {'mult':>4} {'band cell':>9}  "
+                     f"{'E_m/eV':>14}  class")
         for h in self.hops:
             em = f"{h.barrier:.3f} ± {h.std:.3f}" if math.isfinite(h.barrier) else "failed"
             img = ",".join(str(int(x)) for x in h.image)
-            lines.append(f"{h.index:>4} {h.start:>5} {h.end:>5} {img:>10} {h.length:>9.3f} {h.multiplicity:>4}  "
-                         f"{em:>14}  {h.conductor_class or '-'}")
+            cell = "x".join(str(int(x)) for x in h.supercell)
+            lines.append(f"{h.index:>4} {h.start:>5} {h.end:>5} {img:>10} {h.length:>9.3f} {h.multiplicity:>4} "
+                         f"{cell:>9}  {em:>14}  {h.conductor_class or '-'}")
             if h.error:
                 lines.append(f"       error: {h.error}")
         lines.append("percolation barriers (lowest E_m at which the hops connect into an infinite network):")
@@ -360,33 +423,57 @@ def _explicit_graph(structure: Any, prim: Any, n_cells: int, ion: str, hops: Seq
                   np.array(labels, int), prim, n_cells)
 
 
-def _hop_path(structure: Any, ion: str, i: int, j: int, image: np.ndarray) -> Any:
-    """The vacancy hop of the ion at site ``i`` into site ``j`` shifted by ``image`` (cells)."""
+def band_supercell(lattice: Any, min_image_distance: float) -> np.ndarray:
+    """Diagonal ``(n1, n2, n3)`` of the smallest diagonal supercell of ``lattice`` (pymatgen
+    Lattice) whose perpendicular widths are all at least ``min_image_distance`` Å (scaling axis k
+    by n_k scales the width across it by n_k); ones when the distance is 0."""
+    m = np.asarray(lattice.matrix, dtype=float)
+    widths = abs(np.linalg.det(m)) / np.linalg.norm(np.cross(m[[1, 2, 0]], m[[2, 0, 1]]), axis=1)
+    if not min_image_distance > 0:
+        return np.ones(3, dtype=int)
+    return np.maximum(1, np.ceil(float(min_image_distance) / widths - 1e-9)).astype(int)
+
+
+def _hop_path(structure: Any, ion: str, i: int, j: int, image: np.ndarray, host: Any = None,
+              min_image_distance: float = 0.0) -> tuple[Any, np.ndarray]:
+    """The hop of the ion at site ``i`` into site ``j`` shifted by ``image`` (cells), built in
+    the supercell :func:`band_supercell` gives (at least doubled along ``image``'s axes for a hop
+    to the site's own image), and that supercell's diagonal. Without ``host``: a vacancy hop,
+    both end sites removed from ``structure``. With ``host`` (same lattice, no ion): the dilute
+    hop of one ion through the empty host."""
     from pymatgen.core import Structure
 
     from hopnet.paths import MigrationPath
 
-    s = structure
-    a = np.asarray(s.frac_coords[i], dtype=float)
-    b = np.asarray(s.frac_coords[j], dtype=float) + image
-    if i == j:  # hop to its own image: double the cell along the image's axes
-        scale = np.where(image != 0, np.abs(image) + 1, 1).astype(int)
-        s = s.make_supercell(np.diag(scale), in_place=False)
-        a, b = a / scale, b / scale
-    n_before = len(s)
-    d = s.lattice.get_all_distances(np.vstack([a, b]), s.frac_coords)
-    gone = np.flatnonzero(d.min(axis=0) < _SITE_TOL)
-    if len(gone) != 2 or not all(getattr(s.species[k], "symbol", str(s.species[k])) == ion for k in gone):
-        raise PathError(f"hop {i}->{j}: the end points match {len(gone)} site(s), not the two {ion} sites")
-    keep = np.setdiff1d(np.arange(n_before), gone)
-    host = Structure(s.lattice, [s.species[k] for k in keep], s.frac_coords[keep])
-    path = MigrationPath(host, ion, a, b, image_convention="as_given")
+    image = np.asarray(image, dtype=int)
+    a = np.asarray(structure.frac_coords[i], dtype=float)
+    b = np.asarray(structure.frac_coords[j], dtype=float) + image
+    scale = band_supercell(structure.lattice, min_image_distance)
+    if i == j:  # hop to its own image: the end must be another site of the band cell
+        scale = np.where(image != 0, np.maximum(scale, np.abs(image) + 1), scale)
+    base = structure if host is None else host
+    s = base if np.all(scale == 1) else base.make_supercell(np.diag(scale), in_place=False)
+    a, b = a / scale, b / scale
+    if host is None:
+        n_expected = len(s) - 1
+        d = s.lattice.get_all_distances(np.vstack([a, b]), s.frac_coords)
+        gone = np.flatnonzero(d.min(axis=0) < _SITE_TOL)
+        if len(gone) != 2 or not all(getattr(s.species[k], "symbol", str(s.species[k])) == ion for k in gone):
+            raise PathError(f"hop {i}->{j}: the end points match {len(gone)} site(s), not the two {ion} sites")
+        keep = np.setdiff1d(np.arange(len(s)), gone)
+        band_host = Structure(s.lattice, [s.species[k] for k in keep], s.frac_coords[keep])
+    else:
+        if len(_ion_indices(s, ion)):
+            raise PathError(f"hop {i}->{j}: the host for inserted {ion} already holds {ion}")
+        n_expected = len(s) + 1
+        band_host = Structure(s.lattice, list(s.species), s.frac_coords)
+    path = MigrationPath(band_host, ion, a, b, image_convention="as_given")
     # trap guard: both end structures hold the host plus exactly one migrating ion
     for name, end in (("initial", path.initial()), ("final", path.final())):
-        if len(end) != n_before - 1:
-            raise PathError(f"hop {i}->{j}: {name} structure has {len(end)} atoms, expected {n_before - 1}")
+        if len(end) != n_expected:
+            raise PathError(f"hop {i}->{j}: {name} structure has {len(end)} atoms, expected {n_expected}")
     path.validate()
-    return path
+    return path, scale
 
 
 def _reps_on_input(structure: Any, ion: str, graph: _Graph, tol: float) -> list[tuple[int, int, np.ndarray]]:
@@ -411,10 +498,14 @@ def _reps_on_input(structure: Any, ion: str, graph: _Graph, tol: float) -> list[
 
 
 def find_hops(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
-              explicit_hops: Sequence[tuple[int, int]] | None = None) -> tuple[_Graph, list[ScreenHop], list[Any]]:
+              explicit_hops: Sequence[tuple[int, int]] | None = None, *, host: Any = None,
+              min_image_distance: float = 0.0) -> tuple[_Graph, list[ScreenHop], list[Any]]:
     """The hop network (on the primitive cell), the distinct hops (unpredicted; sites and images
-    of the input structure, multiplicities per input cell) and their migration paths, built in
-    the input cell (None where a path could not be built; the hop's ``error`` says why)."""
+    of the input structure, multiplicities per input cell) and their migration paths (None where
+    a path could not be built; the hop's ``error`` says why). Paths are built in the input cell,
+    or in the supercell whose widths are all >= ``min_image_distance`` Å (see
+    :func:`band_supercell`). ``host``: the structure without its inserted ``ion`` sites (same
+    lattice); the paths are then dilute hops of one ion through it instead of vacancy hops."""
     plain = _plain_copy(structure)
     prim = _primitive(plain, symprec)
     n_cells = len(plain) // len(prim)
@@ -443,21 +534,64 @@ def find_hops(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0
     for h, (i, j, t) in enumerate(reps):
         length = float(np.linalg.norm((frac[j] + t - frac[i]) @ lattice))
         mult = int(np.sum(graph.labels == h)) * n_cells
+        scale = band_supercell(structure.lattice, min_image_distance)
         try:
-            path, err = _hop_path(structure, ion, i, j, np.asarray(t, int)), None
+            path, scale = _hop_path(structure, ion, i, j, np.asarray(t, int), host, min_image_distance)
+            err = None
         except HopnetError as exc:
             path, err = None, str(exc)
-        hops.append(ScreenHop(h, i, j, tuple(int(x) for x in t), length, mult, error=err))
+        n_band = len(path.host) + path.n_images if path is not None else 0
+        hops.append(ScreenHop(h, i, j, tuple(int(x) for x in t), length, mult, error=err,
+                              supercell=tuple(int(x) for x in scale), band_atoms=n_band))
         paths.append(path)
     return graph, hops, paths
 
 
+def _insert(host: Any, ion: str, symprec: float, insert_sites: Sequence[Sequence[float]] | None,
+            n_interstitials: int | None, insert_min_dist: float | None) -> tuple[Any, str, list[dict], int]:
+    """The host with ``ion`` on the orbits of the user's sites or of the found interstitials,
+    ``"user"``/``"interstitial"``, the sites' records (see :class:`ScreenResult`) and the number
+    of distinct interstitial sites found (0 for user sites)."""
+    from hopnet.insertion import default_min_distance, expand_sites, fill_sites, find_interstitials
+
+    formula = host.composition.reduced_formula
+    if insert_sites is not None:
+        if len(insert_sites) == 0:
+            raise PathError("insert_sites is empty: give at least one fractional site")
+        sites = expand_sites(host, insert_sites, symprec)
+        how, found = "user", 0
+    else:
+        if n_interstitials is not None and n_interstitials < 1:
+            raise HopnetError(f"n_interstitials must be positive (or None for all), got {n_interstitials}")
+        dist = default_min_distance(ion) if insert_min_dist is None else float(insert_min_dist)
+        sites = find_interstitials(host, ion, min_dist=dist, symprec=symprec)
+        if not sites:
+            raise PathError(f"ion {ion} is absent from the structure ({formula}) and no interstitial site is "
+                            f"{dist:.2f} Å clear of every host atom; give insertion sites (--insert-frac)")
+        found = len(sites)
+        sites = sites[:n_interstitials] if n_interstitials is not None else sites
+        how = "interstitial"
+    filled, index = fill_sites(host, ion, sites)
+    records = [{**s.to_dict(), "indices": [int(k) for k in idx]} for s, idx in zip(sites, index)]
+    return filled, how, records, found
+
+
 def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1, model: Any = "default",
            explicit_hops: Sequence[tuple[int, int]] | None = None, *, threshold: float = DEFAULT_THRESHOLD_EV,
-           source: str = "", max_atoms: int | None = None) -> ScreenResult:
+           source: str = "", max_atoms: int | None = None,
+           min_image_distance: float = DEFAULT_MIN_IMAGE_DISTANCE,
+           insert_sites: Sequence[Sequence[float]] | None = None,
+           n_interstitials: int | None = DEFAULT_INTERSTITIALS,
+           insert_min_dist: float | None = None) -> ScreenResult:
     """Screen ``structure`` (anything :func:`hopnet.structures.to_structure` reads) for hops of
     ``ion``: the symmetry-distinct hops up to ``max_hop`` Å (or ``explicit_hops``, (i, j) site
-    pairs), their predicted barriers (eV) and the 1-/2-/3-D percolation barriers."""
+    pairs), their predicted barriers (eV) and the 1-/2-/3-D percolation barriers. Bands are
+    built in supercells at least ``min_image_distance`` Å wide (0: the input cell).
+
+    A structure without ``ion`` is a host: the ion is inserted on ``insert_sites`` (fractional,
+    each expanded to its symmetry orbit) or, when none are given, on the ``n_interstitials`` most
+    open distinct interstitial sites (None: all) at least ``insert_min_dist`` Å from every host
+    atom (default :func:`hopnet.insertion.default_min_distance`); see the module docstring."""
     from hopnet.predict import DEFAULT_MAX_ATOMS, _check_ion, _check_size, predict_many
     from hopnet.structures import to_structure
 
@@ -472,18 +606,28 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
     _check_size(len(s), DEFAULT_MAX_ATOMS if max_atoms is None else max_atoms)
     if not s.is_ordered:
         raise StructureError("structure is disordered (partial occupancies); screen an ordered cell")
+    if not (math.isfinite(min_image_distance) and min_image_distance >= 0):
+        raise HopnetError(f"min_image_distance must be a length >= 0 Å, got {min_image_distance}")
     n_ion = len(_ion_indices(s, ion))
+    insertion, records, host, found = None, [], None, 0
     if n_ion == 0:
-        raise PathError(f"ion {ion} is absent from the structure ({s.composition.reduced_formula})")
-    if n_ion == 1 and explicit_hops is None:
+        host = s
+        s, insertion, records, found = _insert(host, ion, symprec, insert_sites, n_interstitials, insert_min_dist)
+        log.info("no %s in %s: inserted at %d %s site(s)", ion, host.composition.reduced_formula, len(records),
+                 insertion)
+    elif insert_sites is not None:
+        raise PathError(f"the structure already holds {n_ion} {ion}; insertion sites are for hosts without {ion}")
+    elif n_ion == 1 and explicit_hops is None:
         log.info("one %s site per cell: hops to its own images are built in supercells", ion)
-    graph, hops, paths = find_hops(s, ion, max_hop, symprec, explicit_hops)
+    graph, hops, paths = find_hops(s, ion, max_hop, symprec, explicit_hops, host=host,
+                                   min_image_distance=min_image_distance)
     todo = [k for k, p in enumerate(paths) if p is not None]
     results = predict_many([paths[k] for k in todo], model=model, threshold=threshold, on_error="record") if todo else []
     name = results[0].model if results else str(model)
     for k, r in zip(todo, results):
         hops[k] = ScreenHop(hops[k].index, hops[k].start, hops[k].end, hops[k].image, hops[k].length,
-                            hops[k].multiplicity, r.barrier, r.std, r.conductor_class, tuple(r.warnings), r.error)
+                            hops[k].multiplicity, r.barrier, r.std, r.conductor_class, tuple(r.warnings), r.error,
+                            hops[k].supercell, hops[k].band_atoms)
     e_m = np.array([h.barrier for h in hops], dtype=float)
     sd = np.array([h.std for h in hops], dtype=float)
     n = len(graph.ion_sites)
@@ -495,11 +639,14 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
     at_thr = network_dimensionality(n, graph.edges[np.isin(graph.labels, good)], graph.images[np.isin(graph.labels, good)])
     warns = sorted({w for h in hops for w in h.warnings})
     warns += [f"hop {h.index} failed: {h.error}" for h in hops if h.error]
+    shown = s if host is None else host  # formula and atom count of the input
     return ScreenResult(
-        source=source or s.composition.reduced_formula, formula=s.composition.reduced_formula, ion=ion,
-        n_atoms=len(s), max_hop=float(max_hop), symprec=float(symprec), model=name, threshold=float(threshold),
+        source=source or shown.composition.reduced_formula, formula=shown.composition.reduced_formula, ion=ion,
+        n_atoms=len(shown), max_hop=float(max_hop), symprec=float(symprec), model=name, threshold=float(threshold),
         hop_source="explicit" if explicit_hops is not None else "migration graph", hops=hops,
         percolation=perc, dimensionality=max(full, 0), dimensionality_at_threshold=max(at_thr, 0), warnings=warns,
+        min_image_distance=float(min_image_distance), insertion=insertion, insertion_sites=records,
+        interstitials_found=found, structure=s,
     )
 
 

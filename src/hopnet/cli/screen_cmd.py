@@ -4,6 +4,14 @@ predicted barrier, and the 1-/2-/3-D percolation barriers of the hop network.
     hopnet screen examples/LiFePO4_olivine.cif --ion Li
     hopnet screen "cifs/*.cif" --ion Na --csv hops.csv --json hops.json --plot hops.png
     hopnet screen LiFePO4.cif --ion Li --hop 0 4            # explicit hops instead of the search
+    hopnet screen FePO4.cif --ion Li                         # no Li: found interstitial sites
+    hopnet screen FePO4.cif --ion Li --insert-frac 0.5 0.25 0.25   # no Li: user-given site(s)
+
+A structure without the ion is a host: the ion is put on user-given fractional sites
+(--insert-frac, repeatable) or on the most open symmetry-distinct interstitial sites found in it
+(--interstitials, --insert-min-dist), each expanded to its symmetry orbit; the report says which,
+and each band holds one ion in the empty host. Bands are built in supercells at least
+--min-image-distance Å wide (0: the input cell).
 
 STRUCTURE may be files, folders (every structure file in them) or glob patterns. A structure that
 fails is reported and skipped; the summary lists the failures; the exit code is non-zero only when
@@ -45,6 +53,19 @@ def register(subparsers: Any) -> None:
                    help="symmetry tolerance for grouping equivalent hops (default 0.1)")
     p.add_argument("--hop", dest="hops", type=int, nargs=2, action="append", default=None, metavar=("I", "J"),
                    help="explicit hop between ion sites I and J (0-based; repeatable) instead of the search")
+    p.add_argument("--min-image-distance", type=float, default=None, metavar="Å",
+                   help="build each band in the smallest diagonal supercell at least this wide "
+                        "(default 6.5 Å, about the 10th percentile of the training cells; 0: the input cell)")
+    p.add_argument("--insert-frac", dest="insert_frac", type=float, nargs=3, action="append", default=None,
+                   metavar=("X", "Y", "Z"),
+                   help="for a host without the ion: insert it at this fractional site and its symmetry "
+                        "images (repeatable) instead of the found interstitial sites")
+    p.add_argument("--interstitials", default=None, metavar="K|all",
+                   help="for a host without the ion: use the K most open distinct interstitial sites "
+                        "(default 2) or all of them")
+    p.add_argument("--insert-min-dist", type=float, default=None, metavar="Å",
+                   help="closest approach of an interstitial site to any host atom (default "
+                        "0.75 x (ion radius + 1.40 Å): 1.62 Å for Li)")
     p.add_argument("--model", default="default", metavar="NAME|DIR",
                    help="shipped model name or model folder (default: default)")
     p.add_argument("--threshold", type=float, default=None, metavar="EV",
@@ -123,6 +144,39 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise HopnetError(f"--{flag} {f} is a folder, not a file")
 
 
+def _interstitials(value: str | None) -> int | None:
+    """--interstitials: None for all, else a positive count (default :data:`DEFAULT_INTERSTITIALS`)."""
+    from hopnet.screen import DEFAULT_INTERSTITIALS
+
+    if value is None:
+        return DEFAULT_INTERSTITIALS
+    if str(value).strip().lower() == "all":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        raise HopnetError(f"--interstitials must be a positive number or 'all', got {value!r}") from None
+    if k < 1:
+        raise HopnetError(f"--interstitials must be a positive number or 'all', got {value!r}")
+    return k
+
+
+def _insertion_options(args: argparse.Namespace) -> dict[str, Any]:
+    """screen() keyword arguments of --min-image-distance, --insert-frac, --interstitials, --insert-min-dist."""
+    from hopnet.screen import DEFAULT_MIN_IMAGE_DISTANCE
+
+    mid = DEFAULT_MIN_IMAGE_DISTANCE if args.min_image_distance is None else float(args.min_image_distance)
+    if not (math.isfinite(mid) and mid >= 0):
+        raise HopnetError(f"--min-image-distance must be a length >= 0 Å, got {args.min_image_distance}")
+    if args.insert_min_dist is not None and not (math.isfinite(args.insert_min_dist) and args.insert_min_dist > 0):
+        raise HopnetError(f"--insert-min-dist must be a positive length in Å, got {args.insert_min_dist}")
+    sites = [tuple(x) for x in args.insert_frac] if args.insert_frac else None
+    if sites is not None and not all(math.isfinite(v) for x in sites for v in x):
+        raise HopnetError("--insert-frac needs 3 finite fractional coordinates")
+    return {"min_image_distance": mid, "insert_sites": sites, "n_interstitials": _interstitials(args.interstitials),
+            "insert_min_dist": args.insert_min_dist}
+
+
 def run(args: argparse.Namespace) -> int:
     from hopnet.predict import DEFAULT_MAX_ATOMS
     from hopnet.provenance import atomic_write_bytes, atomic_write_text, run_record
@@ -139,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     files = expand_inputs(args.structures)
     explicit = [tuple(h) for h in args.hops] if args.hops else None
+    options = _insertion_options(args)
 
     from tqdm.auto import tqdm
 
@@ -147,8 +202,10 @@ def run(args: argparse.Namespace) -> int:
     for f in bar:
         try:
             r = screen(str(f), args.ion, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
-                       explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms)
+                       explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms, **options)
         except HopnetError as exc:
+            if len(files) == 1:  # one structure: its error is the one line the CLI prints
+                raise HopnetError(f"{f}: {exc}") from None
             failures.append({"source": str(f), "error": str(exc)})
             tqdm.write(f"hopnet: error: {f}: {exc}", file=sys.stderr)
             continue
@@ -171,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"results": [r.to_dict() for r in results], "failures": failures,
                    "provenance": run_record({"ion": args.ion, "max_hop": args.max_hop, "symprec": args.symprec,
-                                             "model": args.model, "threshold": threshold, "hops": explicit})}
+                                             "model": args.model, "threshold": threshold, "hops": explicit,
+                                             **options})}
         outputs.append((args.json, json.dumps(payload, indent=1) + "\n"))
     if args.csv:
         buf = io.StringIO()
