@@ -141,8 +141,9 @@ def test_cli_table_json_csv_plot(tmp_path, capsys, fake_model):
     cif = tmp_path / "ortho.cif"
     cscl(3.0, 3.5, 4.0).to(filename=str(cif))
     out_json, out_csv, out_png = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.png"
+    net = tmp_path / "net.png"
     rc = main(["screen", str(cif), "--ion", "Li", "--max-hop", "4.1", "--json", str(out_json),
-               "--csv", str(out_csv), "--plot", str(out_png)])
+               "--csv", str(out_csv), "--plot", str(out_png), "--network", str(net), "--axis", "c"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "3 distinct hop(s)" in text and "1-D: 0.300 ± 0.010 eV" in text and "3-D: 0.400" in text
@@ -152,6 +153,7 @@ def test_cli_table_json_csv_plot(tmp_path, capsys, fake_model):
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 3 and {r["percolation_3d_ev"] for r in rows} == {"0.4000"}
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert net.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and net.read_bytes() != out_png.read_bytes()
 
 
 def test_cli_folder_with_a_failing_file(tmp_path, capsys, fake_model):

@@ -82,6 +82,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="write the full results to this JSON file")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="per-hop bar chart (one file per structure, named FILE_<structure>.png when several)")
+    p.add_argument("--network", default=None, metavar="FILE.png",
+                   help="the hop network drawn over the structure, edges coloured by E_m (one file per "
+                        "structure, named like --plot)")
+    p.add_argument("--axis", choices=("a", "b", "c"), default=None,
+                   help="--network: project along this lattice vector (default: the one that shows the "
+                        "lowest-barrier hops best)")
     p.set_defaults(func=run)
 
 
@@ -136,9 +142,11 @@ def _threshold(args: argparse.Namespace) -> float:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    if args.plot is not None and not str(args.plot).lower().endswith(".png"):
-        raise HopnetError(f"--plot must name a .png file, got {args.plot}")
-    for flag in ("csv", "json", "plot"):
+    for flag in ("plot", "network"):
+        f = getattr(args, flag)
+        if f is not None and not str(f).lower().endswith(".png"):
+            raise HopnetError(f"--{flag} must name a .png file, got {f}")
+    for flag in ("csv", "json", "plot", "network"):
         f = getattr(args, flag)
         if f is not None and Path(f).is_dir():
             raise HopnetError(f"--{flag} {f} is a folder, not a file")
@@ -181,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     from hopnet.predict import DEFAULT_MAX_ATOMS
     from hopnet.provenance import atomic_write_bytes, atomic_write_text, run_record
     from hopnet.screen import CSV_COLUMNS, hop_bar_chart, screen
+    from hopnet.plots import hop_network_png
 
     if not (math.isfinite(args.max_hop) and args.max_hop > 0):
         raise HopnetError(f"--max-hop must be a positive length in Å, got {args.max_hop}")
@@ -238,11 +247,13 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             w.writerows(r.csv_rows())
         outputs.append((args.csv, buf.getvalue()))
-    if args.plot:
-        base = Path(args.plot)
+    for flag, render in (("plot", hop_bar_chart), ("network", lambda r: hop_network_png(r, args.axis))):
+        if not getattr(args, flag):
+            continue
+        base = Path(getattr(args, flag))
         for r in results:
             target = base if len(files) == 1 else base.with_name(f"{base.stem}_{Path(r.source).stem}{base.suffix}")
-            outputs.append((str(target), hop_bar_chart(r)))
+            outputs.append((str(target), render(r)))
     for target, content in outputs:
         if isinstance(content, bytes):
             atomic_write_bytes(target, content)
