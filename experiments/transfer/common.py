@@ -95,12 +95,9 @@ def record(config: Any, seed: int, data_hash: str | None = None) -> dict:
 
 
 def model_training(folder: str | Path) -> dict | None:
-    """The training config recorded in a model folder's metadata (None when absent)."""
-    meta = Path(folder) / "metadata.json"
-    if not meta.is_file():
-        return None
-    m = json.loads(meta.read_text())
-    return m.get("training") or (m.get("provenance") or {}).get("config", {}).get("training")
+    """The training config a model folder was trained with (its config.json; None when absent)."""
+    cfg = Path(folder) / "config.json"
+    return json.loads(cfg.read_text()).get("training") if cfg.is_file() else None
 
 
 def setup() -> None:
