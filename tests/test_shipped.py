@@ -58,3 +58,36 @@ def test_evaluate_default_on_shared_data(data_dir, tmp_path, band_entries):
     report = json.loads(out.read_text())
     assert report["n"] == 12 and len(report["predictions"]) == 12
     assert {"mae", "rmse", "r2", "spearman", "classifier"} <= set(report)
+
+
+def test_mpt_ships_and_fine_tunes_offline(tmp_path, capsys):
+    """The shipped multi-property encoder: seven heads, predicts a structure, and is a valid
+    ``--from`` for hopnet finetune and a ``pretrained_encoder`` for barrier models."""
+    import torch
+
+    from hopnet.models.barrier import BarrierModelConfig, build_model
+    from hopnet.training.pretrain import load_property_model
+
+    assert "mpt" in shipped_models()
+    models, cfg, meta = load_property_model("mpt")
+    assert list(cfg.properties) == ["fe", "bg", "gv", "ph", "dc", "pz", "ebg"]
+    assert meta["git_commit"] and meta["data_hash"] and meta["metrics"]["val"]["fe"]["r2"] > 0.9
+    barrier = build_model(BarrierModelConfig(variant="band", encoder=cfg.encoder, graph={"mobile_flag": True},
+                                             pretrained_encoder="mpt"))
+    w = barrier.encoder.atom_embedding.linear.weight
+    assert torch.equal(w[:, :92], models[0].encoder.atom_embedding.linear.weight) and not w[:, 92].any()
+    assert main(["models", "list"]) == 0
+    assert "heads: fe, bg" in capsys.readouterr().out
+    # fine-tune on a CSV of two structure files
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.63), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    rows = ["structure,target"]
+    for k, a in enumerate((4.5, 4.6, 4.7, 4.8)):
+        f = tmp_path / f"s{k}.cif"
+        s.copy().scale_lattice(a ** 3).to(filename=str(f))
+        rows.append(f"{f.name},{0.1 * k}")
+    (tmp_path / "mine.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "ft"
+    assert main(["finetune", "--from", "mpt", "--data", str(tmp_path / "mine.csv"), "--strategy", "new-head",
+                 "--epochs", "1", "--batch-size", "2", "--val-fraction", "0.25", "--cache-dir", "none",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert (out / "model" / "weights.pt").is_file()

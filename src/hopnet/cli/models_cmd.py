@@ -30,6 +30,7 @@ def model_summaries() -> list[dict]:
             "cv_mae": cv.get("mae"),
             "cv_r2": cv.get("r2"),
             "summary": meta.get("summary", ""),
+            "properties": meta.get("properties"),
             "path": str(folder),
         })
     return rows
@@ -44,6 +45,11 @@ def _run(args: argparse.Namespace) -> int:
         print("no shipped models")
         return 0
     for r in rows:
-        cv = f"CV MAE {r['cv_mae']:.3f} eV, R² {r['cv_r2']:.2f}" if r["cv_mae"] is not None else "no CV record"
+        if r["cv_mae"] is not None:
+            cv = f"CV MAE {r['cv_mae']:.3f} eV, R² {r['cv_r2']:.2f}"
+        elif r["properties"]:
+            cv = f"heads: {', '.join(r['properties'])}"
+        else:
+            cv = "no CV record"
         print(f"{r['name']:10s} {r['kind']:9s} {r['members']} member(s); {cv}. {r['summary']}")
     return 0
