@@ -16,7 +16,10 @@ from hopnet.nn import (
     GraphInputError, LinearHead, MeanPooling, MLPHead, MultiHead, PoolingError, PropertyModel,
     RBFExpansion,
 )
-from hopnet.nn.fused import batch_norm_silu, edge_gate, gated_aggregate
+from hopnet.nn.fused import (
+    BondPairStreamError, batch_norm_silu, edge_gate, gated_aggregate, gaussian_mlp,
+)
+from hopnet.nn.layers import MLPLayer
 
 torch.set_num_threads(1)
 
@@ -245,6 +248,144 @@ def test_fused_and_reference_encoders_agree():
     for a, c in zip(stats[0], stats[1]):
         torch.testing.assert_close(a, c)
 
+
+
+def _encoder_run(impl: str, b, layers: int = 3, freeze: tuple[str, ...] = (), frozen_eval: bool = False,
+                 **kw):
+    """Output, parameter gradients (by name) and buffers of one float64 training step;
+    ``freeze``: parameter-name prefixes without gradient (their modules in eval mode when
+    ``frozen_eval``, as hopnet.training.transfer does)."""
+    torch.manual_seed(3)
+    model = AlignnEncoder(EncoderConfig.small(implementation=impl, alignn_layers=layers, **kw)).double()
+    if frozen_eval:
+        with torch.no_grad():
+            model(b)                                  # running statistics for the eval-mode blocks
+    for name, p in model.named_parameters():
+        if name.startswith(freeze):
+            p.requires_grad_(False)
+    for name, module in model.named_modules():
+        if frozen_eval and name and name.startswith(freeze):
+            module.eval()
+    out = model(b)
+    (out.pooled.sin().sum() + out.edge.cos().sum()).backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    return out.pooled.detach(), grads, {n: buf.clone() for n, buf in model.named_buffers()}
+
+
+def test_bond_pair_stream_and_fused_embedding_match_reference():
+    """Three ALIGNN layers: t_1, t_2 are rebuilt in backward from t_3 (the stream), the angle and
+    bond embeddings are one node each; outputs, every gradient and the running statistics (updated
+    once) equal plain autograd's."""
+    b = batch_of([nacl(), srtio3()])
+    (out_f, g_f, s_f), (out_r, g_r, s_r) = _encoder_run("fused", b), _encoder_run("reference", b)
+    torch.testing.assert_close(out_f, out_r, rtol=1e-9, atol=1e-10)
+    assert g_f.keys() == g_r.keys() and len(g_f) > 40
+    for name in g_r:
+        torch.testing.assert_close(g_f[name], g_r[name], rtol=1e-7, atol=1e-9, msg=name)
+    for name in s_r:
+        torch.testing.assert_close(s_f[name], s_r[name], msg=name)
+    assert int(s_f["angle_embedding.mlp2.bn.num_batches_tracked"]) == 1
+    assert int(s_f["alignn_layers.1.line_conv.bn_edges.num_batches_tracked"]) == 1
+
+
+@pytest.mark.parametrize("freeze", [
+    ("atom_embedding", "edge_embedding", "angle_embedding", "alignn_layers.0."),
+    ("angle_embedding", "alignn_layers.0."),
+    ("alignn_layers.1.line_conv.edge_linear",),
+    ("atom_embedding", "edge_embedding", "angle_embedding", "alignn_layers."),
+])
+def test_bond_pair_stream_with_frozen_parameters(freeze):
+    """Frozen early layers (transfer learning) or a frozen edge weight leave the stream with
+    fewer readers; the remaining gradients still equal plain autograd's."""
+    b = batch_of([srtio3(), cscl()])
+    (_, g_f, _), (_, g_r, _) = (_encoder_run(i, b, freeze=freeze) for i in ("fused", "reference"))
+    assert g_f.keys() == g_r.keys()
+    for name in g_r:
+        torch.testing.assert_close(g_f[name], g_r[name], rtol=1e-7, atol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize("freeze", [("alignn_layers.1.",), ("angle_embedding", "alignn_layers.0.")])
+def test_bond_pair_stream_around_frozen_eval_mode_layers(freeze):
+    """A frozen block in eval mode (plain batch norm, no fused node) inside or before the stream:
+    the stream restarts after it; gradients of the trained layers still equal plain autograd's."""
+    b = batch_of([srtio3(), nacl()])
+    (out_f, g_f, _), (out_r, g_r, _) = (_encoder_run(i, b, freeze=freeze, frozen_eval=True)
+                                        for i in ("fused", "reference"))
+    torch.testing.assert_close(out_f, out_r, rtol=1e-9, atol=1e-10)
+    assert g_f.keys() == g_r.keys() and "alignn_layers.2.line_conv.edge_linear.weight" in g_f
+    for name in g_r:
+        torch.testing.assert_close(g_f[name], g_r[name], rtol=1e-7, atol=1e-9, msg=name)
+
+
+def test_fused_training_step_keeps_no_bond_pair_inputs():
+    """Saved for backward in a fused training step: of the [T, H] bond-pair tensors only the gate
+    pre-activations m_l (one per ALIGNN layer); the stream keeps the last t; reference keeps more."""
+    b = batch_of([srtio3(), nacl()])
+    t_rows = b.lg_edge_index.shape[1]
+    counts = {}
+    for impl in ("fused", "reference"):
+        torch.manual_seed(0)
+        model = AlignnEncoder(EncoderConfig.small(implementation=impl, alignn_layers=3)).train()
+        storages = set()
+
+        def pack(t):
+            if t.dim() == 2 and t.shape == (t_rows, 32) and t.is_floating_point():
+                storages.add(t.untyped_storage().data_ptr())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(b).pooled.sum().backward()
+        counts[impl] = len(storages)
+    assert counts["fused"] == 3            # m_0, m_1, m_2
+    assert counts["reference"] >= 12
+
+
+def test_bond_pair_stream_backward_twice_is_a_clear_error():
+    b = batch_of([nacl()])
+    model = AlignnEncoder(EncoderConfig.small(alignn_layers=2)).train()
+    loss = model(b).pooled.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(BondPairStreamError, match="back-propagated only once"):
+        loss.backward()
+
+
+def test_gaussian_mlp_matches_modules_and_passes_gradcheck():
+    torch.manual_seed(11)
+    rbf = RBFExpansion(-1.0, 1.0, 6)
+    mlp1, mlp2 = MLPLayer(6, 4).double(), MLPLayer(4, 5).double()
+    for bn in (mlp1.bn, mlp2.bn):
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    d = torch.rand(17, dtype=torch.float64) * 2 - 1
+    ref1, ref2 = MLPLayer(6, 4).double(), MLPLayer(4, 5).double()
+    ref1.load_state_dict(mlp1.state_dict())
+    ref2.load_state_dict(mlp2.state_dict())
+    got = gaussian_mlp(d, rbf.centers, rbf.gamma, mlp1, mlp2)
+    torch.testing.assert_close(got, ref2(ref1(rbf(d))), rtol=1e-12, atol=1e-12)
+    for a, c in ((mlp1, ref1), (mlp2, ref2)):                 # running statistics updated once
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(a.bn, name), getattr(c.bn, name))
+    params = [mlp1.linear.weight, mlp1.linear.bias, mlp1.bn.weight, mlp1.bn.bias,
+              mlp2.linear.weight, mlp2.linear.bias, mlp2.bn.weight, mlp2.bn.bias]
+
+    def fn(dd, *ps):
+        m1, m2 = SimpleMLP(*ps[:4], mlp1.bn.eps), SimpleMLP(*ps[4:], mlp2.bn.eps)
+        return gaussian_mlp(dd, rbf.centers, rbf.gamma, m1, m2, update_stats=False)
+
+    inputs = (d.clone().requires_grad_(),) + tuple(p.detach().clone().requires_grad_() for p in params)
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+class SimpleMLP:
+    """Stand-in for MLPLayer with plain tensors as parameters (gradcheck inputs)."""
+
+    def __init__(self, w, b, g, beta, eps):
+        from types import SimpleNamespace
+
+        self.linear = SimpleNamespace(weight=w, bias=b)
+        self.bn = SimpleNamespace(weight=g, bias=beta, eps=eps, track_running_stats=False,
+                                  num_batches_tracked=None, momentum=0.1, running_mean=None, running_var=None)
 
 # ----------------------------------------------------------------------------- invariances
 def pooled(model, structures) -> torch.Tensor:

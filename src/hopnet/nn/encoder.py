@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hopnet.errors import HopnetError
 from hopnet.nn.config import EncoderConfig
+from hopnet.nn.fused import BondPairStream, gaussian_mlp
 from hopnet.nn.layers import AlignnLayer, EdgeGatedGraphConv, MLPLayer, RBFExpansion
 from hopnet.nn.pooling import AttentionPooling, MeanPooling
 
@@ -36,8 +37,13 @@ class _Embedding(nn.Module):
         self.rbf = RBFExpansion(vmin, vmax, bins)
         self.mlp1 = MLPLayer(bins, embedding, fused)
         self.mlp2 = MLPLayer(embedding, hidden, fused)
+        self.fused = fused
 
     def forward(self, d: Tensor, update_stats: bool = True) -> Tensor:
+        if (self.fused and self.training and self.mlp1.bn.training and self.mlp2.bn.training
+                and d.shape[0] > 0 and not torch.is_autocast_enabled(d.device.type)):
+            # one autograd node that keeps only d [M] (the bond-pair-sized activations are not saved)
+            return gaussian_mlp(d, self.rbf.centers, self.rbf.gamma, self.mlp1, self.mlp2, update_stats)
         return self.mlp2(self.mlp1(self.rbf(d), update_stats), update_stats)
 
 
@@ -124,8 +130,18 @@ class AlignnEncoder(nn.Module):
         if self.angle_embedding is not None:
             cos = lg_cos.to(dtype)
             t = self._maybe_checkpoint(ckpt, self.angle_embedding, cos)
-        for layer in self.alignn_layers:
-            h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
+        stream = None
+        if (self.config.implementation == "fused" and not ckpt and self.training and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(x.device.type)):
+            stream = BondPairStream()   # the bond-pair features are rebuilt in backward, not kept
+        for i, layer in enumerate(self.alignn_layers):
+            if stream is None:
+                h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
+            else:
+                h, e, t = layer(h, e, t, edge_index, lg_edge_index, stream=stream, index=i)
+        if stream is not None and t is not None:
+            stream.put(len(self.alignn_layers), t, owned=False)   # last layer kept its bond-pair update
+        del stream
         for conv in self.gcn_layers:
             h, e = conv(h, e, edge_index)
         return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, mask=pool_mask, num_graphs=num_graphs))

@@ -1,18 +1,24 @@
-"""Memory-lean autograd kernels for the edge-gated graph convolution.
+"""Memory-lean autograd kernels for the edge-gated graph convolution and the ALIGNN embeddings.
 
-Both functions compute exactly what the plain autograd formulation computes (see
-``EdgeGatedGraphConv`` with ``implementation="reference"``) but keep far fewer edge-sized
-([E, H]) tensors alive between forward and backward:
+Every function computes what the plain autograd formulation computes (``EdgeGatedGraphConv``
+with ``implementation="reference"``; the embedding MLPs as Linear -> BatchNorm -> SiLU modules)
+but keeps far fewer edge-sized ([E, H]) tensors alive between forward and backward:
 
 * :func:`gated_aggregate` saves only the gate pre-activation ``m`` (which the batch norm needs
-  anyway) and recomputes ``sigmoid(m)`` and the gathered messages in the backward pass;
+  anyway) and a compact copy of the messages ``V h``, and recomputes ``sigmoid(m)`` and the
+  gathered messages in the backward pass;
 * :func:`batch_norm_silu` (training-mode batch norm -> SiLU -> optional residual add) saves only
-  its input and the per-channel statistics and recomputes the normalised values in backward.
+  its input and the per-channel statistics and recomputes the normalised values in backward;
+* :func:`gaussian_mlp` (Gaussian basis -> Linear -> BN -> SiLU -> Linear -> BN -> SiLU, the
+  bond-length and bond-angle embeddings) saves only its scalar input and the batch statistics
+  and recomputes everything else in backward;
+* :class:`BondPairStream` lets the line-graph convolutions drop their bond-pair inputs ``t_l``:
+  with the residual update ``t_{l+1} = t_l + silu(bn(m_l))`` each ``t_l`` is rebuilt in the
+  backward pass as ``t_{l+1} - silu(bn(m_l))`` from the next one (the batch-norm output is
+  recomputed there anyway), so only the last ``t`` is kept.
 
-The recomputation is kept to few passes over [E, H] memory (the step is bound by memory traffic
-on bond-pair-sized tensors): ``vh[src] - out[dst]`` is one ``embedding_bag`` gather-and-sum
-instead of two gathers and a subtraction, and the sigmoid / SiLU derivatives use ATen's
-single-pass ``sigmoid_backward`` / ``silu_backward`` kernels.
+Row-wise work on [E, H] tensors runs in blocks of :data:`CHUNK_ELEMENTS` elements, so the
+temporaries of a backward pass are block-sized and only its results are [E, H].
 
 On the line graph E is the number of bond pairs (~20,000 per migration band), so every [E, H]
 tensor that is not kept is ~20 MB per band at H = 256.
@@ -20,12 +26,74 @@ tensor that is not kept is ~20 MB per band at H = 256.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from hopnet.errors import HopnetError
+
 _aten = torch.ops.aten
+
+CHUNK_ELEMENTS = 1 << 20  # elements per block of rows (4 MB in float32)
+
+
+class BondPairStreamError(HopnetError, RuntimeError):
+    """The backward pass asked for bond-pair features the stream no longer holds."""
+
+
+def _chunks(rows: int, width: int) -> Iterator[slice]:
+    """Row blocks of at most ``CHUNK_ELEMENTS`` elements covering ``range(rows)``."""
+    step = max(1, CHUNK_ELEMENTS // max(1, width))
+    for start in range(0, rows, step):
+        yield slice(start, min(rows, start + step))
+
+
+class BondPairStream:
+    """Bond-pair features ``t_l`` of the line-graph convolutions, handed back in the backward pass.
+
+    In the forward pass every kernel that will need ``t_l`` in its backward pass registers with
+    :meth:`expect`; the input of the last line-graph convolution is stored (:meth:`put`), and the
+    batch-norm node of convolution ``l`` rebuilds ``t_l = t_{l+1} - silu(bn(m_l))`` and stores it
+    for the others (:meth:`take`). A slot is dropped when its last reader has taken it, so one
+    graph can be back-propagated once (``retain_graph=True`` twice raises
+    :class:`BondPairStreamError`).
+    """
+
+    def __init__(self) -> None:
+        self._readers: dict[int, int] = {}
+        self._left: dict[int, int] = {}
+        self._slots: dict[int, tuple[Tensor, bool]] = {}
+
+    def expect(self, index: int) -> None:
+        """Register one future reader of ``t_index``."""
+        self._readers[index] = self._readers.get(index, 0) + 1
+
+    def expects(self, index: int) -> bool:
+        """Whether any kernel will read ``t_index``."""
+        return self._readers.get(index, 0) > 0
+
+    def put(self, index: int, t: Tensor, owned: bool) -> None:
+        """Store ``t_index`` for its readers (nothing is kept when nobody reads it); ``owned``:
+        the stream made the tensor, so its last reader may overwrite it."""
+        if self.expects(index):
+            self._slots[index] = (t, owned)
+            self._left[index] = self._readers[index]
+
+    def take(self, index: int) -> tuple[Tensor, bool]:
+        """``(t_index, writable)``: writable when this is the last reader of a tensor the stream made."""
+        if index not in self._slots:
+            raise BondPairStreamError(
+                f"bond-pair features of line-graph layer {index} are gone: a low-memory encoder "
+                "graph can be back-propagated only once (use checkpointing=False with retain_graph)")
+        t, owned = self._slots[index]
+        self._left[index] -= 1
+        last = self._left[index] == 0
+        if last:
+            del self._slots[index]
+        return t, owned and last
 
 
 class _GatedAggregate(torch.autograd.Function):
@@ -34,12 +102,13 @@ class _GatedAggregate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, m: Tensor, vh: Tensor, src: Tensor, dst: Tensor, eps: float) -> Tensor:  # type: ignore[override]
         n, width = vh.shape[0], m.shape[1]
-        sig = torch.sigmoid(m)
-        msg = vh.index_select(0, src).mul_(sig)
-        num = m.new_zeros(n, width).index_add_(0, dst, msg)
-        del msg
-        den = m.new_zeros(n, width).index_add_(0, dst, sig)
-        del sig
+        vh = vh.contiguous()   # a column block of the node products: keep [N, H], not all of them
+        num = m.new_zeros(n, width)
+        den = m.new_zeros(n, width)
+        for r in _chunks(m.shape[0], width):
+            sig = torch.sigmoid(m[r])
+            den.index_add_(0, dst[r], sig)
+            num.index_add_(0, dst[r], vh.index_select(0, src[r]).mul_(sig))
         den.add_(eps)
         out = num.div_(den)
         ctx.save_for_backward(m, vh, src, dst, den, out)
@@ -50,23 +119,24 @@ class _GatedAggregate(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         m, vh, src, dst, den, out = ctx.saved_tensors
         need_m, need_vh = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        sig = torch.sigmoid(m)                      # recomputed, [E, H]
-        g_dst = (grad / den).index_select(0, dst)   # d loss / d num_v at every edge, [E, H]
-        grad_m = None
+        g_num = grad / den                          # d loss / d num_v, [N, H]
+        grad_m = torch.empty_like(m) if need_m else None
+        grad_vh = torch.zeros_like(vh) if need_vh else None
         if need_m:
             # d loss / d sigma_uv = g_v * (vh_u - out_v)   (numerator and denominator terms);
             # the difference of the two gathered rows is one embedding_bag over [vh; -out]
-            n = vh.shape[0]
             table = torch.cat([vh, out.neg()])
-            diff = F.embedding_bag(torch.stack([src, dst + n], dim=1), table, mode="sum")
-            del table
-            diff.mul_(g_dst)
-            # * sigma (1 - sigma): one pass, in place (no fourth [E, H] buffer)
-            grad_m = _aten.sigmoid_backward.grad_input(diff, sig, grad_input=diff)
-            del diff
-        grad_vh = None
-        if need_vh:
-            grad_vh = vh.new_zeros(vh.shape).index_add_(0, src, g_dst.mul_(sig))
+            pairs = torch.stack([src, dst + vh.shape[0]], dim=1)
+        for r in _chunks(m.shape[0], m.shape[1]):
+            sig = torch.sigmoid(m[r])               # recomputed, one block
+            g_dst = g_num.index_select(0, dst[r])
+            if need_m:
+                diff = F.embedding_bag(pairs[r], table, mode="sum").mul_(g_dst)
+                # * sigma (1 - sigma), one pass, straight into the result
+                _aten.sigmoid_backward.grad_input(diff, sig, grad_input=grad_m[r])
+                del diff
+            if need_vh:
+                grad_vh.index_add_(0, src[r], g_dst.mul_(sig))
         return grad_m, grad_vh, None, None, None
 
 
@@ -84,7 +154,7 @@ class _EdgeGate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p: Tensor, e: Tensor, weight: Tensor, bias: Tensor | None, src: Tensor,
-                dst: Tensor, width: int) -> Tensor:  # type: ignore[override]
+                dst: Tensor, width: int, stream: BondPairStream | None, index: int) -> Tensor:  # type: ignore[override]
         n, k = p.shape[0], p.shape[1] // width
         rows = p.view(n * k, width)                 # row k*i = A h_i, row k*i + 1 = B h_i
         idx = torch.stack([src * k, dst * k + 1], dim=1)
@@ -92,7 +162,13 @@ class _EdgeGate(torch.autograd.Function):
         m.addmm_(e, weight.t())
         if bias is not None:
             m.add_(bias)
-        ctx.save_for_backward(e, weight, idx)
+        ctx.stream, ctx.index = None, index
+        if stream is None or not ctx.needs_input_grad[2]:
+            ctx.save_for_backward(e if ctx.needs_input_grad[2] else None, weight, idx)
+        else:                                       # e comes back from the stream in backward
+            stream.expect(index)
+            ctx.stream = stream
+            ctx.save_for_backward(None, weight, idx)
         ctx.shape = (n, k, width)
         return m
 
@@ -106,21 +182,26 @@ class _EdgeGate(torch.autograd.Function):
             rows = grad.new_zeros(n * k, width)
             rows.index_add_(0, idx[:, 0], grad).index_add_(0, idx[:, 1], grad)
             grad_p = rows.view(n, k * width)
+        if ctx.needs_input_grad[2]:
+            if ctx.stream is not None:
+                e, _ = ctx.stream.take(ctx.index)
+            grad_w = grad.t().mm(e)
+            del e
         if ctx.needs_input_grad[1]:
             grad_e = grad.mm(weight)
-        if ctx.needs_input_grad[2]:
-            grad_w = grad.t().mm(e)
         if ctx.needs_input_grad[3]:
             grad_b = grad.sum(0)
-        return grad_p, grad_e, grad_w, grad_b, None, None, None
+        return grad_p, grad_e, grad_w, grad_b, None, None, None, None, None
 
 
-def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: Tensor) -> Tensor:
+def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: Tensor,
+              stream: BondPairStream | None = None, index: int = 0) -> Tensor:
     """Gate pre-activations ``m_uv = A h_u + B h_v + C e_uv`` [E, H] of the edge-gated convolution.
 
     ``p`` [N, k H] (contiguous) holds ``A h`` in columns ``0:H`` and ``B h`` in ``H:2H`` (the rest
     is ignored); ``linear`` is ``C`` (H -> H). The two gathers and their sum are one
     ``embedding_bag`` pass and ``C e`` is accumulated into it, so no other [E, H] tensor is made.
+    With a ``stream``, ``e`` is not kept for the backward pass but taken from slot ``index``.
     """
     width = linear.out_features
     if not p.is_contiguous() or p.shape[1] % width:
@@ -129,14 +210,57 @@ def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: T
     if e.dtype != p.dtype or weight.dtype != p.dtype:  # autocast: p comes from a bf16 matmul
         e, weight = e.to(p.dtype), weight.to(p.dtype)
         bias = None if bias is None else bias.to(p.dtype)
-    return _EdgeGate.apply(p, e, weight, bias, src, dst, width)
+        stream = None                                  # e is a cast copy: keep it
+    return _EdgeGate.apply(p, e, weight, bias, src, dst, width, stream, index)
+
+
+def _bn_silu_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor,
+    need_x: bool, t_next: Tensor | None = None, t_out: Tensor | None = None,
+) -> tuple[Tensor | None, Tensor, Tensor]:
+    """Gradients of ``silu(batch_norm_train(x))`` (``gx``, ``g_weight``, ``g_bias``), in row blocks.
+
+    The normalised values are recomputed per block; ``gx`` is the only [E, H] tensor made. With
+    ``t_next``/``t_out`` each block also writes ``t_out = t_next - silu(bn(x))`` (the residual
+    input rebuilt from the output; ``t_out`` may be ``t_next``).
+    """
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    scale = (invstd * weight).to(acc)
+    shift = (bias - mean * invstd * weight).to(acc)
+    mean_a, invstd_a = mean.to(acc), invstd.to(acc)
+    sum_g = torch.zeros(x.shape[1], dtype=acc, device=x.device)
+    sum_gx = torch.zeros_like(sum_g)
+    gy = torch.empty_like(x)                        # d loss / d bn(x), then d loss / d x in place
+    for r in _chunks(x.shape[0], x.shape[1]):
+        y = torch.addcmul(shift, x[r], scale).to(x.dtype)   # x's dtype, as in forward
+        _aten.silu_backward.grad_input(grad[r], y, grad_input=gy[r])
+        if t_out is not None:
+            torch.sub(t_next[r], F.silu(y, inplace=True), out=t_out[r])
+        del y
+        g = gy[r].to(acc)
+        xhat = (x[r].to(acc) - mean_a).mul_(invstd_a)
+        sum_g += g.sum(0)
+        sum_gx += xhat.mul_(g).sum(0)
+    gx = None
+    if need_x:
+        n = x.shape[0]
+        mean_g, mean_gx = sum_g / n, sum_gx / n
+        for r in _chunks(x.shape[0], x.shape[1]):
+            xhat = (x[r].to(acc) - mean_a).mul_(invstd_a * mean_gx)
+            block = gy[r]
+            g = block.to(acc).sub_(mean_g).sub_(xhat).mul_(scale)   # in place when acc == dtype
+            if g.data_ptr() != block.data_ptr():
+                block.copy_(g)
+        gx = gy
+    return gx, sum_gx.to(weight.dtype), sum_g.to(weight.dtype)
 
 
 class _BatchNormSiLU(torch.autograd.Function):
     """y = silu(batch_norm_train(x)) (+ residual), saving only x and the batch statistics."""
 
     @staticmethod
-    def forward(ctx, x, residual, weight, bias, running_mean, running_var, momentum, eps):  # type: ignore[override]
+    def forward(ctx, x, residual, weight, bias, running_mean, running_var, momentum, eps,  # type: ignore[override]
+                stream: BondPairStream | None, index: int):
         y, mean, invstd = _aten.native_batch_norm(
             x, weight, bias, running_mean, running_var, True, momentum, eps
         )
@@ -144,25 +268,45 @@ class _BatchNormSiLU(torch.autograd.Function):
         if residual is not None:
             y.add_(residual)
         ctx.save_for_backward(x, weight, bias, mean, invstd)
-        ctx.eps = eps
         ctx.has_residual = residual is not None
+        ctx.stream, ctx.index = None, index
+        if stream is not None and residual is not None and stream.expects(index):
+            if any(ctx.needs_input_grad):   # rebuild the residual input from y in backward
+                stream.expect(index + 1)
+                ctx.stream = stream
+            else:                           # no backward node: hand the input over as it is
+                stream.put(index, residual, owned=False)
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight, bias, mean, invstd = ctx.saved_tensors
-        scale = invstd * weight
-        shift = bias - mean * scale
-        y = torch.addcmul(shift, x, scale).to(x.dtype)  # batch-norm output, recomputed (x's dtype
-        #                                                 as in forward, e.g. bf16 under autocast)
-        y = _aten.silu_backward(grad, y)            # grad * silu'(y), one pass
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]]
-        gx, gw, gb = _aten.native_batch_norm_backward(
-            y, x, weight, None, None, mean, invstd, True, ctx.eps, mask
-        )
+        t_next = t_out = None
+        if ctx.stream is not None:
+            t_next, writable = ctx.stream.take(ctx.index + 1)
+            t_out = t_next if writable else torch.empty_like(t_next)
+        gx, gw, gb = _bn_silu_backward(grad, x, weight, bias, mean, invstd,
+                                       ctx.needs_input_grad[0], t_next, t_out)
+        if t_out is not None:
+            del t_next
+            ctx.stream.put(ctx.index, t_out, owned=True)
         g_res = grad if ctx.has_residual and ctx.needs_input_grad[1] else None
-        return gx, g_res, gw, gb, None, None, None, None
+        gw = gw if ctx.needs_input_grad[2] else None
+        gb = gb if ctx.needs_input_grad[3] else None
+        return gx, g_res, gw, gb, None, None, None, None, None, None
+
+
+def _stats_args(bn: torch.nn.BatchNorm1d, update_stats: bool) -> tuple[Tensor | None, Tensor | None, float]:
+    """Running statistics to update (None when not) and the momentum, as ``nn.BatchNorm1d``
+    in training mode; counts the batch in ``num_batches_tracked`` when updating."""
+    update = update_stats and bn.track_running_stats
+    if update and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    momentum = bn.momentum
+    if momentum is None:  # cumulative moving average, as nn.BatchNorm1d
+        momentum = 1.0 / float(bn.num_batches_tracked) if update else 0.0
+    return (bn.running_mean if update else None), (bn.running_var if update else None), momentum
 
 
 def batch_norm_silu(
@@ -170,20 +314,82 @@ def batch_norm_silu(
     residual: Tensor | None,
     bn: torch.nn.BatchNorm1d,
     update_stats: bool = True,
+    stream: BondPairStream | None = None,
+    index: int = 0,
 ) -> Tensor:
     """``residual + silu(bn(x))`` with ``bn`` in training mode, as one low-memory autograd node.
 
     ``update_stats=False`` normalises with the batch statistics without touching the running
-    statistics (used when a checkpointed layer is recomputed in the backward pass).
+    statistics (used when a checkpointed layer is recomputed in the backward pass). With a
+    ``stream``, the residual input is rebuilt in the backward pass from the output and stored in
+    slot ``index`` for the kernels that need it (see :class:`BondPairStream`).
     """
-    update = update_stats and bn.track_running_stats
-    if update and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-    momentum = bn.momentum
-    if momentum is None:  # cumulative moving average, as nn.BatchNorm1d
-        momentum = 1.0 / float(bn.num_batches_tracked) if update else 0.0
+    running_mean, running_var, momentum = _stats_args(bn, update_stats)
+    if residual is not None and residual.dtype != x.dtype:
+        stream = None
     return _BatchNormSiLU.apply(
-        x, residual, bn.weight, bn.bias,
-        bn.running_mean if update else None, bn.running_var if update else None,
-        momentum, bn.eps,
+        x, residual, bn.weight, bn.bias, running_mean, running_var, momentum, bn.eps, stream, index,
     )
+
+
+class _GaussianMLP(torch.autograd.Function):
+    """silu(bn2(W2 silu(bn1(W1 rbf(d) + b1)) + b2)), saving only d and the batch statistics."""
+
+    @staticmethod
+    def forward(ctx, d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers, gamma, bn1, bn2):  # type: ignore[override]
+        rbf = torch.exp(-gamma * (d.unsqueeze(-1) - centers).square())
+        y1, mean1, invstd1 = _aten.native_batch_norm(torch.addmm(b1, rbf, w1.t()), g1, beta1, *bn1)
+        del rbf
+        F.silu(y1, inplace=True)
+        out, mean2, invstd2 = _aten.native_batch_norm(torch.addmm(b2, y1, w2.t()), g2, beta2, *bn2)
+        del y1
+        F.silu(out, inplace=True)
+        ctx.save_for_backward(d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers,
+                              mean1, invstd1, mean2, invstd2)
+        ctx.gamma = gamma
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers, mean1, invstd1, mean2, invstd2 = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gamma = ctx.gamma
+        delta = d.unsqueeze(-1) - centers
+        rbf = torch.exp(-gamma * delta.square())                          # recomputed, [M, K]
+        x1 = torch.addmm(b1, rbf, w1.t())
+        y1 = F.silu(torch.addcmul(beta1 - mean1 * invstd1 * g1, x1, invstd1 * g1))
+        x2 = torch.addmm(b2, y1, w2.t())
+        gx2, gg2, gbeta2 = _bn_silu_backward(grad, x2, g2, beta2, mean2, invstd2, True)
+        del x2
+        gw2 = gx2.t().mm(y1) if need[5] else None
+        gb2 = gx2.sum(0) if need[6] else None
+        gy1 = gx2.mm(w2)
+        del gx2, y1
+        gx1, gg1, gbeta1 = _bn_silu_backward(gy1, x1, g1, beta1, mean1, invstd1, True)
+        del gy1, x1
+        gw1 = gx1.t().mm(rbf) if need[1] else None
+        gb1 = gx1.sum(0) if need[2] else None
+        gd = None
+        if need[0]:   # d rbf_k / d d = -2 gamma (d - mu_k) rbf_k
+            gd = (gx1.mm(w1).mul_(rbf).mul_(delta)).sum(1).mul_(-2.0 * gamma)
+        return (gd, gw1, gb1, gg1 if need[3] else None, gbeta1 if need[4] else None, gw2, gb2,
+                gg2 if need[7] else None, gbeta2 if need[8] else None, None, None, None, None)
+
+
+def gaussian_mlp(d: Tensor, centers: Tensor, gamma: float, mlp1, mlp2, update_stats: bool = True) -> Tensor:
+    """``mlp2(mlp1(exp(-gamma (d - centers)^2)))`` for two training-mode ``MLPLayer`` s (Linear ->
+    BatchNorm -> SiLU), as one autograd node that keeps only ``d`` [M] for the backward pass.
+
+    ``d`` [M] bond lengths (Å) or bond-angle cosines; returns [M, H]. The RBF features and
+    both layers' activations are recomputed in backward (two small matmuls: [M, K] x [K, H1] and
+    [M, H1] x [H1, H]). No autocast support: callers use the module path under autocast.
+    """
+    stats = []
+    for mlp in (mlp1, mlp2):
+        running_mean, running_var, momentum = _stats_args(mlp.bn, update_stats)
+        stats.append((running_mean, running_var, True, momentum, mlp.bn.eps))
+    l1, l2 = mlp1.linear, mlp2.linear
+    return _GaussianMLP.apply(d, l1.weight, l1.bias, mlp1.bn.weight, mlp1.bn.bias, l2.weight, l2.bias,
+                              mlp2.bn.weight, mlp2.bn.bias, centers.to(d.dtype), float(gamma),
+                              tuple(stats[0]), tuple(stats[1]))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hopnet.nn.fused import batch_norm_silu, edge_gate, gated_aggregate
+from hopnet.nn.fused import BondPairStream, batch_norm_silu, edge_gate, gated_aggregate
 
 AGGREGATION_EPS = 1e-6  # added to the gate sum in the normalised aggregation (as upstream ALIGNN)
 
@@ -55,11 +55,13 @@ def _batch_norm(bn: nn.BatchNorm1d, x: Tensor, update_stats: bool) -> Tensor:
 
 
 def norm_silu(
-    bn: nn.BatchNorm1d, x: Tensor, residual: Tensor | None, fused: bool, update_stats: bool = True
+    bn: nn.BatchNorm1d, x: Tensor, residual: Tensor | None, fused: bool, update_stats: bool = True,
+    stream: BondPairStream | None = None, index: int = 0,
 ) -> Tensor:
-    """``residual + silu(bn(x))`` (no residual when ``residual`` is None)."""
+    """``residual + silu(bn(x))`` (no residual when ``residual`` is None); ``stream``/``index``
+    as :func:`~hopnet.nn.fused.batch_norm_silu` (fused training-mode path only)."""
     if fused and bn.training and x.shape[0] > 0:
-        return batch_norm_silu(x, residual, bn, update_stats)
+        return batch_norm_silu(x, residual, bn, update_stats, stream, index)
     y = F.silu(_batch_norm(bn, x, update_stats))
     return y if residual is None else residual + y
 
@@ -100,22 +102,37 @@ class EdgeGatedGraphConv(nn.Module):
         self.fused = fused
 
     def forward(
-        self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool = True
+        self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool = True,
+        stream: BondPairStream | None = None, index: int = 0,
     ) -> tuple[Tensor, Tensor | None]:
         """``h`` [N, H] node features, ``e`` [E, H] edge features, ``edge_index`` [2, E] (src, dst).
-        Returns the updated ``(h, e)`` (``e`` is None when ``edge_output=False``)."""
+        Returns the updated ``(h, e)`` (``e`` is None when ``edge_output=False``).
+
+        ``stream`` (fused implementation, training mode): ``e`` is the ``index``-th bond-pair
+        feature tensor of a :class:`~hopnet.nn.fused.BondPairStream`; it is not kept for the
+        backward pass but rebuilt there from the updated edge features."""
         if self.fused:
-            return self._forward_fused(h, e, edge_index, update_stats)
+            return self._forward_fused(h, e, edge_index, update_stats, stream, index)
         return self._forward_reference(h, e, edge_index, update_stats)
 
-    def _forward_fused(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool):
+    def _forward_fused(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool,
+                       stream: BondPairStream | None = None, index: int = 0):
         f = self.features
         src, dst = edge_index[0], edge_index[1]
+        if not (self.bn_edges is not None and self.bn_edges.training and e.shape[0] > 0):
+            stream_edges = None                                   # no fused edge update to rebuild from
+        else:
+            stream_edges = stream
         p = self.node_linear(h)                                   # [N, 4H] = [A h | B h | V h | W h]
-        m = edge_gate(p, e, self.edge_linear, src, dst)          # A h[src] + B h[dst] + C e
-        agg = gated_aggregate(m, p[:, 2 * f:3 * f], src, dst, AGGREGATION_EPS)
-        h_new = norm_silu(self.bn_nodes, p[:, 3 * f:] + agg, h, True, update_stats)
-        e_new = None if self.bn_edges is None else norm_silu(self.bn_edges, m, e, True, update_stats)
+        m = edge_gate(p, e, self.edge_linear, src, dst, stream, index)   # A h[src] + B h[dst] + C e
+        if stream is not None and stream_edges is None:
+            stream.put(index, e, owned=False)                     # the end of the stream: kept as is
+        x = p[:, 3 * f:] + gated_aggregate(m, p[:, 2 * f:3 * f], src, dst, AGGREGATION_EPS)
+        del p                                                     # nothing keeps [N, 4H] alive
+        h_new = norm_silu(self.bn_nodes, x, h, True, update_stats)
+        e_new = None
+        if self.bn_edges is not None:
+            e_new = norm_silu(self.bn_edges, m, e, True, update_stats, stream_edges, index)
         return h_new, e_new
 
     def _forward_reference(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool):
@@ -155,9 +172,11 @@ class AlignnLayer(nn.Module):
 
     def forward(
         self, h: Tensor, e: Tensor, t: Tensor, edge_index: Tensor, lg_edge_index: Tensor,
-        update_stats: bool = True,
+        update_stats: bool = True, stream: BondPairStream | None = None, index: int = 0,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats)
+        """``stream``/``index``: the bond-pair features ``t`` are slot ``index`` of a
+        :class:`~hopnet.nn.fused.BondPairStream` (see :meth:`EdgeGatedGraphConv.forward`)."""
+        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats, stream, index)
         h, e_new = self.graph_conv(h, e, edge_index, update_stats)
         assert e_new is not None
         return h, e_new, t_new
