@@ -54,6 +54,8 @@ MODELS: dict[str, tuple[str, dict | None]] = {
     "model3": ("Model 3 (band)", {"variant": "band", **_LOCAL}),
     "model4": ("Model 4 (band, attention pooling)", {"variant": "band-attention", **_LOCAL}),
     "hybrid": ("Hybrid (Model 3 + path descriptors)", {"variant": "band", "hybrid": True, **_LOCAL}),
+    "model3-mpt": ("Model 3 fine-tuned from the shipped MPT encoder",
+                   {"variant": "band", **_LOCAL, "pretrained_encoder": "mpt"}),
     "classical": ("Classical (extra trees on path descriptors)", None),
 }
 
@@ -69,6 +71,11 @@ def model_spec(name: str, quick: bool = False, paper: bool = False) -> dict:
         classical = {"n_estimators": 50} if quick else {}
         return {"model": "classical", "classical": classical, "seeds": [0]}
     gnn = deepcopy(gnn)
+    if paper and gnn.get("pretrained_encoder"):
+        from hopnet.errors import HopnetError
+
+        raise HopnetError(f"{name} starts from the shipped CPU-size '{gnn['pretrained_encoder']}' encoder; "
+                          "--paper needs a paper-size pre-trained encoder (hopnet pretrain --properties all)")
     if paper:
         gnn.pop("crop_radius", None)
         gnn["encoder"] = "paper"
