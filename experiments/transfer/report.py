@@ -28,21 +28,40 @@ def _commit(s: dict) -> str:
     return str(s.get("provenance", {}).get("git_commit", "?"))[:12]
 
 
-def jarvis2d_table(s: dict | None) -> list[str]:
+def _paired(rows: list[dict], a: str, b: str) -> tuple[float, float, int, int, int] | None:
+    """Mean per-fold (a - b) of MAE and R² over the folds both have, folds where a has the lower
+    MAE, folds where a has the higher R², and the number of shared folds."""
+    by = {(r["model"], r["fold"]): r for r in rows}
+    folds = sorted({f for (m, f) in by if m == a} & {f for (m, f) in by if m == b})
+    if not folds:
+        return None
+    dm = [by[(a, f)]["mae"] - by[(b, f)]["mae"] for f in folds]
+    dr = [by[(a, f)]["r2"] - by[(b, f)]["r2"] for f in folds]
+    return (sum(dm) / len(folds), sum(dr) / len(folds), sum(d < 0 for d in dm), sum(d > 0 for d in dr), len(folds))
+
+
+def jarvis2d_table(s: dict | None, rows: list[dict]) -> list[str]:
     lines = ["### 1. Out of domain: jarvis2d (993 2-D band gaps), 5-fold CV", ""]
     if s is None:
         return lines + ["not run", ""]
     pub = s.get("published_test", {})
-    lines += ["| model | folds | R² (mean ± sd) | MAE (mean ± sd) | published test R² / MAE |",
-              "|---|---|---|---|---|"]
+    lines += ["| model | folds | R² (mean ± sd) | MAE (mean ± sd) | paired vs scratch: ΔMAE, ΔR² (folds better) "
+              "| published test R² / MAE |", "|---|---|---|---|---|---|"]
     for name in ("scratch", "pt-fe", "pt-bg", "mpt"):
         r = s["summary"].get(name)
         if r is None:
             continue
         p = pub.get(name)
         ref = f"{p['r2']:.3f} / {p['mae']:.3f}" if p else "–"
+        d = _paired(rows, name, "scratch") if name != "scratch" else None
+        vs = f"{d[0]:+.4f} ({d[2]}/{d[4]}), {d[1]:+.3f} ({d[3]}/{d[4]})" if d else "–"
         lines.append(f"| {name} | {r['n']} | {r['r2_mean']:.3f} ± {r['r2_sd']:.3f} | "
-                     f"{r['mae_mean']:.4f} ± {r['mae_sd']:.4f} | {ref} |")
+                     f"{r['mae_mean']:.4f} ± {r['mae_sd']:.4f} | {vs} | {ref} |")
+    for other in ("pt-fe", "pt-bg"):
+        d = _paired(rows, "mpt", other)
+        if d:
+            lines.append(f"\nMPT vs {other}, paired over {d[4]} folds: ΔMAE {d[0]:+.4f} (MPT lower in {d[2]}), "
+                         f"ΔR² {d[1]:+.3f} (MPT higher in {d[3]}).")
     lines += ["", f"Profile `{s.get('profile')}`, fine-tune strategy `{s.get('strategy')}`, "
               f"commit `{_commit(s)}`.", ""]
     return lines
@@ -90,7 +109,10 @@ def barrier_table(s: dict | None) -> list[str]:
 
 
 def render(jarvis2d: str | None, grid: str | None, barrier: str | None) -> str:
-    lines = jarvis2d_table(_load(jarvis2d)) + grid_table(_load(grid)) + barrier_table(_load(barrier))
+    rows = []
+    if jarvis2d and (Path(jarvis2d) / "results.jsonl").is_file():
+        rows = [json.loads(x) for x in (Path(jarvis2d) / "results.jsonl").read_text().splitlines() if x.strip()]
+    lines = jarvis2d_table(_load(jarvis2d), rows) + grid_table(_load(grid)) + barrier_table(_load(barrier))
     return "\n".join(lines)
 
 
