@@ -281,3 +281,21 @@ def test_pretrained_encoder_without_flag_fits_flagged_model(tmp_path, band_entri
     b = flagged.encoder(next(iter(make_loader(BarrierGraphs(entry, flagged_cfg), 1)))).pooled
     assert torch.allclose(a, b, atol=1e-6)
 
+
+
+def test_mean_pooled_encoder_fits_attention_model(tmp_path):
+    """Model 4 (attention pooling) starts from a mean-pooled encoder: every shared weight is
+    loaded, the pooling gate keeps its fresh initialisation; other missing keys still fail."""
+    plain = build_model(small(variant="band"))
+    enc = tmp_path / "enc.pt"
+    torch.save(plain.encoder.state_dict(), enc)
+    torch.manual_seed(3)
+    m4 = build_model(small(variant="band-attention", pretrained_encoder=str(enc)))
+    loaded = m4.encoder.state_dict()
+    assert any(k.startswith("pooling.") for k in loaded)
+    for k, v in plain.encoder.state_dict().items():
+        assert torch.equal(loaded[k], v), k
+    broken = {k: v for k, v in plain.encoder.state_dict().items() if not k.startswith("atom_embedding")}
+    torch.save(broken, enc)
+    with pytest.raises(ModelFileError, match="missing key"):
+        build_model(small(variant="band-attention", pretrained_encoder=str(enc)))

@@ -263,7 +263,9 @@ class BarrierModel(nn.Module):
 
         An encoder pre-trained on the 92 element features fits a model with the mobile-ion flag
         (93): the flag's input column starts at zero weight (:func:`widen_atom_input`), so the
-        loaded encoder computes exactly what it did before fine-tuning teaches it the flag."""
+        loaded encoder computes exactly what it did before fine-tuning teaches it the flag. A
+        mean-pooled encoder fits an attention-pooled model (Model 4): the gate keeps its fresh
+        initialisation."""
 
         state = _encoder_state(path)
         if not isinstance(state, dict):
@@ -271,6 +273,12 @@ class BarrierModel(nn.Module):
         if all(k.startswith("encoder.") for k in state):  # a whole-model state_dict
             state = {k[len("encoder."):]: v for k, v in state.items()}
         state = widen_atom_input(state, self.encoder.config.atom_input_features)
+        # a mean-pooled source fits an attention-pooled model: the pooling gate starts fresh
+        own = self.encoder.state_dict()
+        fresh = [k for k in own if k.startswith("pooling.") and k not in state]
+        if fresh and not any(k.startswith("pooling.") for k in state):
+            state = {**state, **{k: own[k] for k in fresh}}
+            log.info("pretrained encoder %s has no attention pooling; its gate starts from fresh weights", path)
         problem = state_dict_mismatch(self.encoder, state)
         if problem:
             raise ModelFileError(f"pretrained encoder {path} does not fit the encoder config: {problem}")
