@@ -67,7 +67,27 @@ def jarvis2d_table(s: dict | None, rows: list[dict]) -> list[str]:
     return lines
 
 
-def grid_table(s: dict | None) -> list[str]:
+def grid_targets(rows: list[dict]) -> list[str]:
+    """Per (target, FT size): scratch vs the mean and the best of the six pre-trained sources."""
+    if not rows:
+        return []
+    out = ["", "| target | FT size | scratch R² / MAE | pre-trained, mean of sources R² / MAE | best source (R²) |",
+           "|---|---|---|---|---|"]
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    for size in sorted({r["size"] for r in rows}):
+        for t in targets:
+            sc = [r for r in rows if r["target"] == t and r["size"] == size and r["source"] == "scratch"]
+            pt = [r for r in rows if r["target"] == t and r["size"] == size and r["source"] != "scratch"]
+            if not sc or not pt:
+                continue
+            best = max(pt, key=lambda r: r["r2"])
+            out.append(f"| {t} | {size} | {sc[0]['r2']:.3f} / {sc[0]['mae']:.4f} | "
+                       f"{sum(r['r2'] for r in pt) / len(pt):.3f} / {sum(r['mae'] for r in pt) / len(pt):.4f} | "
+                       f"{best['source'][3:]} ({best['r2']:.3f}) |")
+    return out
+
+
+def grid_table(s: dict | None, rows: list[dict] | None = None) -> list[str]:
     lines = ["### 2. Pair-wise grid (PT capped at 941, FT strategy `all`)", ""]
     if s is None:
         return lines + ["not run", ""]
@@ -89,7 +109,7 @@ def grid_table(s: dict | None) -> list[str]:
                       f"R² gain is relative to |R²| of scratch, so pairs where scratch R² is near 0 dominate "
                       f"the mean; the counts are the robust figure. Profile `{s.get('profile')}`, commit "
                       f"`{_commit(s)}`."]
-    return lines + [""]
+    return lines + grid_targets(rows or []) + [""]
 
 
 def barrier_table(s: dict | None) -> list[str]:
@@ -112,7 +132,10 @@ def render(jarvis2d: str | None, grid: str | None, barrier: str | None) -> str:
     rows = []
     if jarvis2d and (Path(jarvis2d) / "results.jsonl").is_file():
         rows = [json.loads(x) for x in (Path(jarvis2d) / "results.jsonl").read_text().splitlines() if x.strip()]
-    lines = jarvis2d_table(_load(jarvis2d), rows) + grid_table(_load(grid)) + barrier_table(_load(barrier))
+    grid_rows = []
+    if grid and (Path(grid) / "results.jsonl").is_file():
+        grid_rows = [json.loads(x) for x in (Path(grid) / "results.jsonl").read_text().splitlines() if x.strip()]
+    lines = jarvis2d_table(_load(jarvis2d), rows) + grid_table(_load(grid), grid_rows) + barrier_table(_load(barrier))
     return "\n".join(lines)
 
 
