@@ -1,8 +1,8 @@
 """docs/tutorial.md cannot rot: its marked code blocks are run and their printed output checked.
 
 A fenced ```bash or ```python block preceded by ``<!-- test: fast -->`` runs in every test run;
-``<!-- test: slow -->`` blocks (pre-training, fine-tuning; ~15 s and the ``fe`` data set) run only
-with ``HOPNET_TUTORIAL_SLOW=1``. The ```text block right after a runnable block is its expected
+``<!-- test: slow -->`` blocks (fine-tuning from the shipped ``mpt``, ~10 s, offline) run in their
+own test. The ```text block right after a runnable block is its expected
 output: every line of it must appear in what the block printed (runs of spaces collapsed; a
 ``...`` line is skipped); add ``nocompare`` to the marker for output that depends on training.
 
@@ -164,7 +164,7 @@ def test_tutorial_has_the_promised_sections():
                    "hopnet rate", "hopnet.predict("):
         assert needle in code, needle
     slow = "\n".join(b.code for b in blocks if "slow" in b.marks)
-    assert "hopnet pretrain" in slow and "hopnet finetune" in slow and "tutorial_data/demo_targets.csv" in slow
+    assert "hopnet finetune --from mpt" in slow and "tutorial_data/demo_targets.csv" in slow
     assert all(b.expected is not None for b in fast)  # every fast block shows its real output
 
 
@@ -185,9 +185,8 @@ def test_tutorial_fast_blocks_run_and_print_what_the_tutorial_shows(tmp_path, mo
     assert (tmp_path / "hops.csv").is_file() and (tmp_path / "olivine_network.png").is_file()
 
 
-@pytest.mark.skipif(os.environ.get("HOPNET_TUTORIAL_SLOW") != "1",
-                    reason="set HOPNET_TUTORIAL_SLOW=1 (pre-training + fine-tuning, ~15 s)")
-def test_tutorial_slow_blocks_pretrain_and_finetune(tmp_path, monkeypatch, data_dir):
+def test_tutorial_slow_blocks_finetune_from_shipped_mpt(tmp_path, monkeypatch):
+    """The fine-tuning blocks (from the shipped ``mpt`` encoder, offline; ~10 s)."""
     blocks = [b for b in parse_blocks(TUTORIAL.read_text()) if "slow" in b.marks]
     monkeypatch.setenv("HOPNET_CACHE_DIR", str(tmp_path / "cache"))
     _run_blocks(blocks, tmp_path, monkeypatch)
