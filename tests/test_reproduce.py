@@ -80,3 +80,13 @@ def test_neb_results_add_rows_on_the_paths_they_cover(small_ds, tmp_path):
     row = summary["published_mace_neb"]["chgnet_neb"]
     assert row["n"] == 3 and row["mae"] == pytest.approx(0.0)
     assert "CHGNet-NEB" in (base / "reproduce.md").read_text()
+
+
+def test_mpt_models_need_the_cpu_size_encoder():
+    """model3-mpt / model4-mpt start from the shipped CPU-size mpt encoder: --paper refuses them
+    by name, and the default --paper list leaves them out."""
+    from hopnet.reproduce import model_spec
+
+    assert model_spec("model4-mpt")["gnn"]["pretrained_encoder"] == "mpt"
+    with pytest.raises(HopnetError, match="CPU-size"):
+        model_spec("model3-mpt", paper=True)

@@ -56,6 +56,8 @@ MODELS: dict[str, tuple[str, dict | None]] = {
     "hybrid": ("Hybrid (Model 3 + path descriptors)", {"variant": "band", "hybrid": True, **_LOCAL}),
     "model3-mpt": ("Model 3 fine-tuned from the shipped MPT encoder",
                    {"variant": "band", **_LOCAL, "pretrained_encoder": "mpt"}),
+    "model4-mpt": ("Model 4 fine-tuned from the shipped MPT encoder",
+                   {"variant": "band-attention", **_LOCAL, "pretrained_encoder": "mpt"}),
     "classical": ("Classical (extra trees on path descriptors)", None),
 }
 
@@ -131,10 +133,11 @@ def run(out_dir: str | Path = "results", models: Sequence[str] | None = None, te
     from hopnet.datasets.splits import published_split
 
     out_dir = Path(out_dir)
-    ds = datasets.load(data) if isinstance(data, str) else data
-    names = list(models or MODELS)
+    names = list(models or [n for n, (_, g) in MODELS.items()
+                            if not (paper and g and g.get("pretrained_encoder"))])  # mpt is CPU-size
     for n in names:
-        model_spec(n)  # unknown names fail before any training
+        model_spec(n, paper=paper)  # unknown names (and --paper misuse) fail before the data is read
+    ds = datasets.load(data) if isinstance(data, str) else data
     test_set = None
     if quick and test is None:
         # a CI-sized run: 60 paths of the published training part, 20 of its test part
