@@ -229,16 +229,12 @@ def expand_sites(host: Any, sites: Sequence[Sequence[float]], symprec: float = 0
     """User-given fractional sites, each expanded to its orbit under the host's space group.
     A site closer than ``min_dist`` Å to a host atom is an error; a site on (within
     ``merge_tol`` Å of) the orbit of an earlier one is the same distinct site and is dropped."""
+    from hopnet.paths import as_frac3
+
     ops = _operations(host, symprec)
     out: list[InterstitialSite] = []
     for k, site in enumerate(sites):
-        try:
-            x = np.asarray(site, dtype=float).reshape(-1)
-        except (TypeError, ValueError):
-            raise PathError(f"insertion site {k} is not 3 fractional coordinates: {site!r}") from None
-        if x.shape != (3,) or not np.all(np.isfinite(x)):
-            raise PathError(f"insertion site {k} must be 3 finite fractional coordinates, got {site!r}")
-        x = _wrap(x)
+        x = _wrap(as_frac3(site, f"insertion site {k}"))
         cl = float(_clearance(host, x)[0])
         if cl < min_dist:
             raise PathError(f"insertion site {k} {np.round(x, 4).tolist()} is {cl:.2f} Å from a host atom "

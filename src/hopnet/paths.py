@@ -71,16 +71,20 @@ def _symbol(sp: Any) -> str:
     return getattr(sp, "symbol", str(sp))
 
 
-def _as_frac3(x: Any, name: str) -> np.ndarray:
+def as_frac3(x: Any, what: str, expected: str = "3 finite fractional coordinates") -> np.ndarray:
+    """``x`` as a float array of 3 finite fractional coordinates; otherwise one
+    :class:`PathError` line "``what`` must be ``expected``, got ``x``"."""
     try:
         a = np.array(x, dtype=float).reshape(-1)
     except (TypeError, ValueError):
-        raise PathError(f"{name} site is not a fractional 3-vector: {x!r}") from None
-    if a.shape != (3,):
-        raise PathError(f"{name} site must be 3 fractional coordinates, got {a.size}")
-    if not np.all(np.isfinite(a)):
-        raise PathError(f"{name} site contains NaN or infinite values")
+        raise PathError(f"{what} must be {expected}, got {x!r}") from None
+    if a.shape != (3,) or not np.all(np.isfinite(a)):
+        raise PathError(f"{what} must be {expected}, got {x!r}")
     return a
+
+
+def _as_frac3(x: Any, name: str) -> np.ndarray:
+    return as_frac3(x, f"{name} site", "3 fractional coordinates (no NaN or infinite values)")
 
 
 @dataclass(eq=False, repr=False)

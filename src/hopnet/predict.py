@@ -244,16 +244,6 @@ def _is_index(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def _as_frac(x: Any, name: str) -> np.ndarray:
-    try:
-        a = np.asarray(x, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        raise PathError(f"{name} must be a site index or 3 fractional coordinates, got {x!r}") from None
-    if a.shape != (3,) or not np.all(np.isfinite(a)):
-        raise PathError(f"{name} must be a site index or 3 finite fractional coordinates, got {x!r}")
-    return a
-
-
 def _check_size(n: int, max_atoms: int | None) -> None:
     if max_atoms is not None and n > max_atoms:
         raise StructureError(
@@ -297,7 +287,7 @@ def make_path(structure: Any, ion: str | None = None, start: Any = None, end: An
     """
     from pymatgen.core import Structure
 
-    from hopnet.paths import MigrationPath
+    from hopnet.paths import MigrationPath, as_frac3
     from hopnet.structures import to_structure, validate_structure
 
     if isinstance(structure, MigrationPath):
@@ -341,7 +331,7 @@ def make_path(structure: Any, ion: str | None = None, start: Any = None, end: An
                 raise PathError(f"{name} site {i} is {symbols[i]}, not the migrating ion {ion}")
             ends.append(np.asarray(s.frac_coords[i], dtype=float))
         else:
-            ends.append(_as_frac(x, name))
+            ends.append(as_frac3(x, name, "a site index or 3 finite fractional coordinates"))
     assert isinstance(s, Structure)
     return MigrationPath.from_fractional(s, ion, ends[0], ends[1], n_images=n_images, validate=validate)
 
