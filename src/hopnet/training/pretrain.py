@@ -156,18 +156,13 @@ def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, normalisation: str = "
     normalisations. Returns 0 (with a gradient path) when nothing is present."""
     m = mask.to(torch.bool)
     err = torch.where(m, (pred - torch.where(m, target, pred)).abs(), torch.zeros_like(pred))
-    if normalisation == "row":
-        k = m.sum(dim=1)
-        rows = k > 0
-        if not bool(rows.any()):
+    if normalisation in ("row", "property"):
+        dim = 1 if normalisation == "row" else 0  # mean within each row / property, then over them
+        k = m.sum(dim=dim)
+        kept = k > 0
+        if not bool(kept.any()):
             return pred.sum() * 0.0
-        return (err.sum(dim=1)[rows] / k[rows]).mean()
-    if normalisation == "property":
-        k = m.sum(dim=0)
-        cols = k > 0
-        if not bool(cols.any()):
-            return pred.sum() * 0.0
-        return (err.sum(dim=0)[cols] / k[cols]).mean()
+        return (err.sum(dim=dim)[kept] / k[kept]).mean()
     if normalisation == "sum":
         return err.sum() / max(int(m.any(dim=1).sum()), 1)
     raise PropertyConfigError(f"unknown loss normalisation {normalisation!r}")
