@@ -28,23 +28,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append, done_keys, full_training, quick_training, record, replace, setup, summarise  # noqa: E402
+from common import add_profile_flags, append, done_keys, profile_of, full_training, quick_training, record, replace, setup, summarise  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--mpt", default=None, help="MPT property model folder (OUT/model of hopnet pretrain)")
-    ap.add_argument("--quick", action="store_true", help="Model 3 only, 16 small paths, 2 folds, small encoder")
+    add_profile_flags(ap, "Model 3 only, 16 small paths, 2 folds, small encoder")
     ap.add_argument("--variants", default="initial-final,initial-delta,band,band-attention")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--accelerator", default="auto")
-    ap.add_argument("--profile", choices=("quick", "cpu", "gpu"), default="gpu")
     ap.add_argument("--models", default="model3", help="cpu profile: hopnet.reproduce model names")
     ap.add_argument("--scratch", default=None, help="cpu profile: hopnet reproduce --cv output folder")
     args = ap.parse_args(argv)
     setup()
-    if args.profile == "cpu" and not args.quick:
+    profile = profile_of(args)
+    if profile == "cpu":
         return cpu_profile(args)
     import numpy as np
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     ds = load("migration-barriers")
-    if args.quick:
+    if profile == "quick":
         n_atoms = np.array([len(e.atoms["elements"]) for e in ds])
         ds = ds.subset(np.sort(np.argsort(n_atoms, kind="stable")[:16]))
         variants, folds, training = ["band"], 2, quick_training(1)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     for r in rows:
         r["model"] = f"{r['variant']}/{r['arm']}"
-    summary = {"summary": summarise(rows, "model"), "quick": args.quick,
+    summary = {"summary": summarise(rows, "model"), "quick": profile == "quick",
                "provenance": record({"training": training.to_dict(), "mpt": str(mpt)}, 0)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["summary"], indent=2))

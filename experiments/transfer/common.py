@@ -35,6 +35,16 @@ def quick_training(epochs: int = 1) -> TrainingConfig:
 CPU_PT_PASSES = 105_000
 
 
+def add_profile_flags(ap: Any, quick_help: str) -> None:
+    """``--profile quick|cpu|gpu`` (default gpu: the paper-size runs) and ``--quick`` (= quick)."""
+    ap.add_argument("--quick", action="store_true", help=f"{quick_help} (= --profile quick)")
+    ap.add_argument("--profile", choices=("quick", "cpu", "gpu"), default="gpu")
+
+
+def profile_of(args: Any) -> str:
+    return "quick" if args.quick else args.profile
+
+
 def cpu_pretraining(n_rows: int) -> TrainingConfig:
     epochs = max(3, round(CPU_PT_PASSES / max(n_rows, 1)))
     return TrainingConfig(epochs=epochs, batch_size=32, lr=2e-3, val_fraction=0.05, patience=0,
@@ -108,5 +118,5 @@ def setup() -> None:
     tune_allocator()
 
 
-__all__ = ["append", "model_training", "cpu_pretraining", "cpu_training", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
+__all__ = ["add_profile_flags", "profile_of", "append", "model_training", "cpu_pretraining", "cpu_training", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
            "replace", "setup", "summarise"]

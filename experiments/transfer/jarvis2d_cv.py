@@ -25,15 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    append, model_training, cpu_pretraining, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
+    add_profile_flags, append, model_training, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="tiny CPU profile (smoke test) = --profile quick")
-    ap.add_argument("--profile", choices=("quick", "cpu", "gpu"), default="gpu")
+    add_profile_flags(ap, "tiny CPU profile (smoke test)")
     ap.add_argument("--pretrain-only", action="store_true")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--strategy", default="new-head")
@@ -48,18 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     from hopnet.training.pretrain import pretrain
 
     out = Path(args.out)
-    profile = "quick" if args.quick else args.profile
-    pt_for = None
+    profile = profile_of(args)
+    # pt_for(number of pre-training rows) -> the pre-training config of one source
     if profile == "quick":
-        enc, pt_train, ft_train = EncoderConfig.small(), quick_training(1), quick_training(1)
-        pt_cap, n_ft, folds = 24, 30, 2
+        enc, ft_train = EncoderConfig.small(), quick_training(1)
+        pt_cap, n_ft, folds, pt_for = 24, 30, 2, lambda n: quick_training(1)
     elif profile == "cpu":
-        enc, pt_train, ft_train = EncoderConfig.small(), cpu_pretraining(1), cpu_training(40)
+        enc, ft_train = EncoderConfig.small(), cpu_training(40)
         pt_cap, n_ft, folds, pt_for = None, None, args.folds, cpu_pretraining
     else:
-        enc = EncoderConfig.paper()
-        pt_train, ft_train = full_training(accelerator=args.accelerator), full_training(accelerator=args.accelerator)
+        enc, ft_train = EncoderConfig.paper(), full_training(accelerator=args.accelerator)
         pt_cap, n_ft, folds = None, None, args.folds
+        pt_for = lambda n: full_training(accelerator=args.accelerator)  # noqa: E731
     ds = load("jarvis2d")
     if n_ft:
         ds = ds.subset(range(n_ft))
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = out / name / "model"
         if not (folder / "config.json").is_file():
             pt_data = load_multiprop(props, max_size=pt_cap)
-            pretrain(pt_data, enc, pt_for(len(pt_data)) if pt_for else pt_train, out / name, resume=True)
+            pretrain(pt_data, enc, pt_for(len(pt_data)), out / name, resume=True)
         sources[name] = str(folder)
     if args.pretrain_only:
         return 0

@@ -25,14 +25,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append, cpu_pretraining, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup  # noqa: E402
+from common import add_profile_flags, append, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="2 properties, tiny sizes, small encoder (CPU)")
-    ap.add_argument("--profile", choices=("quick", "cpu", "gpu"), default="gpu")
+    add_profile_flags(ap, "2 properties, tiny sizes, small encoder (CPU)")
     ap.add_argument("--properties", default="all")
     ap.add_argument("--sizes", default="100,800")
     ap.add_argument("--strategy", default="all")
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from hopnet.training.pretrain import pretrain
 
     out = Path(args.out)
-    profile = "quick" if args.quick else args.profile
+    profile = profile_of(args)
     if profile == "quick":
         props, sizes, cap, pool = ["fe", "pz"], [10, 20], 24, 40
         enc, pt_train, ft_train = EncoderConfig.small(), quick_training(1), quick_training(1)
