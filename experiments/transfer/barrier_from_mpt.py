@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_profile_flags, append, done_keys, profile_of, full_training, quick_training, record, replace, setup, summarise  # noqa: E402
+from common import add_profile_flags, append, read_rows, done_keys, profile_of, full_training, quick_training, record, replace, setup, summarise  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = regression_metrics(test.targets, load_model(folder).predict_paths(list(test)).mean)
                 append(results, {"key": key, "variant": variant, "arm": arm, "fold": f,
                                  "seconds": round(time.time() - t0, 1), "mae": m["mae"], "r2": m["r2"]})
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    rows = read_rows(results)
     for r in rows:
         r["model"] = f"{r['variant']}/{r['arm']}"
     summary = {"summary": summarise(rows, "model"), "quick": profile == "quick",

@@ -61,10 +61,16 @@ def full_training(epochs: int = 100, accelerator: str = "auto") -> TrainingConfi
                           accelerator=accelerator, progress_bar=False)
 
 
-def done_keys(path: Path) -> set[str]:
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a JSON-lines result file ([] when it does not exist yet)."""
+    path = Path(path)
     if not path.is_file():
-        return set()
-    return {json.loads(line)["key"] for line in path.read_text().splitlines() if line.strip()}
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def done_keys(path: Path) -> set[str]:
+    return {row["key"] for row in read_rows(path)}
 
 
 def append(path: Path, row: dict) -> None:
@@ -118,5 +124,5 @@ def setup() -> None:
     tune_allocator()
 
 
-__all__ = ["add_profile_flags", "profile_of", "append", "model_training", "cpu_pretraining", "cpu_training", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
+__all__ = ["read_rows", "add_profile_flags", "profile_of", "append", "model_training", "cpu_pretraining", "cpu_training", "done_keys", "finetune_and_test", "full_training", "quick_training", "record",
            "replace", "setup", "summarise"]

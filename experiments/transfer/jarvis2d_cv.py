@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    add_profile_flags, append, model_training, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
+    add_profile_flags, append, model_training, read_rows, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
 )
 
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             row = finetune_and_test(src, data.subset(tr), data.subset(te), args.strategy,
                                     replace(ft_train, seed=f), out / "ft" / name / f"fold{f}", encoder=enc)
             append(results, {"key": key, "model": name, "fold": f, **row})
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    rows = read_rows(results)
     summary = {"summary": summarise(rows, "model"), "published_test": {
         "scratch": {"r2": 0.635, "mae": 0.148}, "pt-fe": {"r2": 0.670, "mae": 0.127},
         "mpt": {"r2": 0.671, "mae": 0.125}}, "profile": profile, "strategy": args.strategy,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_profile_flags, append, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup  # noqa: E402
+from common import add_profile_flags, append, read_rows, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                                         replace(ft_train, seed=0), out / "ft" / f"{name}-{dst}-n{size}",
                                         encoder=enc, size=size)
                 append(results, {"key": key, "source": name, "target": dst, "size": size, **row})
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    rows = read_rows(results)
     scratch = {(r["target"], r["size"]): r for r in rows if r["source"] == "scratch"}
     gains = []
     for r in rows:

@@ -14,6 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import read_rows  # noqa: E402
+
 BEGIN, END = "<!-- transfer:BEGIN -->", "<!-- transfer:END -->"
 
 
@@ -129,12 +132,8 @@ def barrier_table(s: dict | None) -> list[str]:
 
 
 def render(jarvis2d: str | None, grid: str | None, barrier: str | None) -> str:
-    rows = []
-    if jarvis2d and (Path(jarvis2d) / "results.jsonl").is_file():
-        rows = [json.loads(x) for x in (Path(jarvis2d) / "results.jsonl").read_text().splitlines() if x.strip()]
-    grid_rows = []
-    if grid and (Path(grid) / "results.jsonl").is_file():
-        grid_rows = [json.loads(x) for x in (Path(grid) / "results.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_rows(Path(jarvis2d) / "results.jsonl") if jarvis2d else []
+    grid_rows = read_rows(Path(grid) / "results.jsonl") if grid else []
     lines = jarvis2d_table(_load(jarvis2d), rows) + grid_table(_load(grid), grid_rows) + barrier_table(_load(barrier))
     return "\n".join(lines)
 
