@@ -134,7 +134,7 @@ BAD = {
     "not a band": (lambda t: LFP, ["--ion", "Li"], "no hop given: add --from I --to J"),
     "overlap": (_overlapping, HOP, "overlapping atoms"),
     "too big": (lambda t: LFP, [*HOP, "--max-atoms", "100"], "cell has 112 atoms, over the limit of 100"),
-    "old model": (lambda t: LFP, HOP, "model format version 0, this hopnet reads version 1"),
+    "old model": (lambda t: LFP, HOP, "model format version 0, this hopnet reads versions 1, 2"),
     "no model": (lambda t: LFP, [*HOP, "--model", "no-such-model"], "neither a shipped model"),
 }
 

@@ -14,7 +14,7 @@ import torch
 from hopnet.datasets import Entry
 from hopnet.errors import DataError, ModelFileError
 from hopnet.models.barrier import BarrierModelConfig, build_model
-from hopnet.models.base import load_model
+from hopnet.models.base import load_model, seal_metadata
 from hopnet.nn import EncoderConfig
 from hopnet.training.config import TrainingConfig, TrainingConfigError, load_run_config
 from hopnet.training.data import BarrierGraphs, make_loader
@@ -94,6 +94,12 @@ def test_mismatched_or_broken_weights_are_model_file_errors(tmp_path, entries):
         load_model(folder)
     assert "does not match config.json" in str(exc.value) and "\n" not in str(exc.value)
     (folder / "weights.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ModelFileError, match="weights.pt is corrupt or was changed"):
+        load_model(folder)
+    # a file matching its recorded checksum that is still no torch file
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta = seal_metadata(folder, config, meta)
+    (folder / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="unreadable"):
         load_model(folder)
     (folder / "weights.pt").unlink()
@@ -188,7 +194,7 @@ def test_cli_train_from_yaml_and_flags(tmp_path, entries, capsys):
 
 
 def test_bf16_mixed_precision_trains_and_predicts(tmp_path, entries):
-    from hopnet.models.base import load_model
+    from hopnet.models.base import load_model, seal_metadata
 
     folder = train(entries, MODEL, replace(TRAIN, precision="bf16-mixed"), tmp_path / "bf16")
     pred = load_model(folder).predict_paths(entries)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -40,15 +38,19 @@ def structure_hash(structure: Any, decimals: int = 6) -> str:
 class GraphCache:
     """Graphs stored as ``<root>/<aa>/<key>.pt`` (a dict of tensors).
 
-    Writes are atomic (temporary file + ``os.replace``), so concurrent writers are safe; a file
-    that cannot be read back is rebuilt with a warning.
+    Files are sealed (:mod:`hopnet.integrity`: sha256 trailer) and written atomically
+    (temporary file, fsync, ``os.replace``), so concurrent writers are safe; a file that is
+    truncated, altered or otherwise unreadable is rebuilt with a warning, never loaded.
     """
+
+    #: part of every key: bump when the file layout changes (2: sealed files)
+    FILE_VERSION = 2
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
 
     def key(self, structure: Any, config: GraphConfig, n_mobile: int = 0) -> str:
-        text = f"{structure_hash(structure)}|{config.key()}|mobile={int(n_mobile)}"
+        text = f"{structure_hash(structure)}|{config.key()}|mobile={int(n_mobile)}|file={self.FILE_VERSION}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -72,7 +74,9 @@ class GraphCache:
 
     @staticmethod
     def _load(path: Path) -> AlignnGraph:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        from hopnet.integrity import load_torch_sealed
+
+        data = load_torch_sealed(path, "graph cache file")
         if not isinstance(data, dict) or set(data) != set(GRAPH_FIELDS):
             raise ValueError("not a hopnet graph file")
         if any(not isinstance(v, torch.Tensor) for v in data.values()):
@@ -86,18 +90,10 @@ class GraphCache:
 
     @staticmethod
     def _save(path: Path, graph: AlignnGraph) -> None:
-        buf = io.BytesIO()
-        torch.save({f: getattr(graph, f) for f in GRAPH_FIELDS}, buf)
+        from hopnet.integrity import save_torch_sealed
+
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(buf.getvalue())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            save_torch_sealed({f: getattr(graph, f) for f in GRAPH_FIELDS}, path)
         except OSError as exc:
             log.warning("could not write graph cache file %s (%s); continuing without caching", path, exc)
 

@@ -5,11 +5,14 @@ A model is a folder, never a pickled module::
     MODEL/
       config.json     {"kind": "gnn" | "classical", ...the full typed config of that kind...}
       metadata.json   format_version, hopnet_version, git_commit, data_hash, target, units,
-                      target_scaling, members (seeds / folds), metrics, created
+                      target_scaling, members (seeds / folds), metrics, created,
+                      checksums (sha256 of every payload file), graph_code (graph kinds: the
+                      graph-format and element-table versions the weights were trained on)
       <weights>       kind-specific files (e.g. weights.pt: one state_dict per ensemble member)
 
-``load_model(name_or_path)`` reads ``config.json``, checks ``metadata.json``'s format version and
-hands the folder to the loader registered for its kind. Every predictor maps migration paths to
+``load_model(name_or_path)`` reads ``config.json``, checks ``metadata.json``'s format version,
+the payload checksums and (graph models) that this hopnet builds the same graphs, then hands the
+folder to the loader registered for its kind. Every predictor maps migration paths to
 barriers (eV) with an ensemble spread.
 """
 
@@ -28,7 +31,8 @@ import numpy as np
 
 from hopnet.errors import ModelFileError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums + graph_code in metadata.json
+READABLE_VERSIONS = (1, 2)  # 1: written before checksums; loads without the integrity check
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -39,6 +43,16 @@ _LOADERS: dict[str, str] = {
     "classical": "hopnet.models.classical:load_predictor",
     "property": "hopnet.training.pretrain:load_predictor",
 }
+# kinds whose weights read crystal graphs: their folders record and check the graph code version
+GRAPH_KINDS = ("gnn", "property")
+
+
+def graph_code() -> dict:
+    """The graph-construction versions of the running code (what graph-model weights depend on)."""
+    from hopnet.graphs.config import GRAPH_FORMAT_VERSION
+    from hopnet.graphs.features import table_version
+
+    return {"graph_format": GRAPH_FORMAT_VERSION, "element_table": table_version()}
 
 
 @dataclass
@@ -92,14 +106,38 @@ def read_model_files(folder: str | os.PathLike) -> tuple[dict, dict]:
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{folder}: corrupt model file ({exc.msg} at line {exc.lineno})")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelFileError(
-            f"{folder}: model format version {version!r}, this hopnet reads version {FORMAT_VERSION}"
-            f" (written by hopnet {metadata.get('hopnet_version', '?')})"
+            f"{folder}: model format version {version!r}, this hopnet reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (written by hopnet {metadata.get('hopnet_version', '?')})"
         )
     if config.get("kind") not in _LOADERS:
         raise ModelFileError(f"{folder}: unknown model kind {config.get('kind')!r}")
+    if version >= 2:
+        _check_integrity(folder, config, metadata)
     return config, metadata
+
+
+def _check_integrity(folder: Path, config: dict, metadata: dict) -> None:
+    """Payload checksums, and for graph models the graph code they were trained with."""
+    from hopnet.integrity import verify_checksums
+
+    if "checksums" not in metadata:
+        raise ModelFileError(f"{folder}: metadata.json has no checksums (required by format version 2)")
+    verify_checksums(folder, metadata["checksums"])
+    if config["kind"] in GRAPH_KINDS:
+        saved, running = metadata.get("graph_code"), graph_code()
+        if saved != running:
+            raise ModelFileError(
+                f"{folder}: trained on graphs {_code_text(saved)}, this hopnet builds {_code_text(running)}; "
+                f"use hopnet {metadata.get('hopnet_version', '?')} or retrain the model"
+            )
+
+
+def _code_text(code: Any) -> str:
+    if not isinstance(code, dict):
+        return "of an unrecorded version"
+    return f"format {code.get('graph_format')} with element table {code.get('element_table')}"
 
 
 def load_model(name_or_path: str | os.PathLike) -> BarrierPredictor:
@@ -144,8 +182,10 @@ def write_model_dir(
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is for every user
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
         write_payload(tmp)
+        metadata = seal_metadata(tmp, config, metadata)
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        _fsync_tree(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old.{os.getpid()}")
             os.replace(folder, old)
@@ -157,6 +197,27 @@ def write_model_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def seal_metadata(folder: str | os.PathLike, config: dict, metadata: dict) -> dict:
+    """``metadata`` at the current format version, with the sha256 of every payload file in
+    ``folder`` (all files but config.json and metadata.json) and, for graph kinds, the graph code."""
+    from hopnet.integrity import file_checksums
+
+    folder = Path(folder)
+    payload = [p.name for p in folder.iterdir() if p.is_file() and p.name not in (CONFIG_FILE, METADATA_FILE)]
+    out = {**metadata, "format_version": FORMAT_VERSION, "checksums": file_checksums(folder, payload)}
+    if config.get("kind") in GRAPH_KINDS:
+        out["graph_code"] = graph_code()
+    return out
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` to disk before the folder is renamed into place."""
+    for p in folder.iterdir():
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
 
 
 def read_weights(path: str | os.PathLike, what: str = "weights file", trusted: bool = False) -> Any:

@@ -13,7 +13,6 @@ and reuses members that already finished; without it, the members' run folders a
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -24,8 +23,9 @@ import numpy as np
 import torch
 
 from hopnet.errors import DataError, HopnetError
+from hopnet.integrity import CorruptFileError, load_torch_sealed, save_torch_sealed
 from hopnet.models.barrier import WEIGHTS_FILE, BarrierModelConfig, GNNPredictor, build_model
-from hopnet.provenance import atomic_write_bytes
+from hopnet.training.checkpoint import SealedCheckpointIO, read_checkpoint
 from hopnet.training.config import TrainingConfig
 from hopnet.training.data import BarrierGraphs, make_loader
 
@@ -113,7 +113,11 @@ def prepare_run(run_dir: Path, resume: bool, seed: int) -> dict | None:
     _quiet_lightning()
     final = run_dir / FINAL_FILE
     if resume and final.exists():
-        return torch.load(final, map_location="cpu", weights_only=True)
+        try:
+            return load_torch_sealed(final, "finished-run file")
+        except CorruptFileError as exc:  # the run is redone from its last checkpoint
+            log.warning("%s; continuing the run from its last checkpoint instead", exc)
+            final.unlink()
     if not resume and run_dir.exists() and not launched_worker():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,15 +138,14 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
 
     final = run_dir / FINAL_FILE
     has_val = val_data is not None and len(val_data) > 0
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                           monitor="val_mae" if has_val else None, mode="min",
-                           save_top_k=1 if has_val else 0, save_last=not has_val)
-    cbs: list[Any] = [ckpt, *callbacks]
-    if has_val:
-        # Lightning (>= 2.5) refreshes a monitored callback's last.ckpt only in epochs that improve
-        # the monitored value; this one rewrites last.ckpt after every epoch (the resume point)
-        cbs.insert(1, ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
-                                      save_top_k=1, enable_version_counter=False))
+    # last.ckpt, rewritten after every epoch, is the resume point (Lightning >= 2.5 refreshes a
+    # save_last copy only in epochs in which a top-k checkpoint was saved: never without a
+    # validation fold, so a killed run would lose every epoch); best.ckpt follows val_mae
+    cbs: list[Any] = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                                      save_top_k=1, enable_version_counter=False)]
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_mae", mode="min",
+                           save_top_k=1) if has_val else None
+    cbs += [*([best] if best else []), *callbacks]
     if has_val and config.patience > 0:
         cbs.append(EarlyStopping(monitor="val_mae", mode="min", patience=config.patience))
     # the last GCN layer's bond update feeds nothing, and a multi-property batch may lack a
@@ -156,7 +159,7 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
         enable_progress_bar=config.progress_bar, enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
         gradient_clip_val=config.gradient_clip, default_root_dir=run_dir,
-        precision=config.precision,
+        precision=config.precision, plugins=[SealedCheckpointIO()],
     )
     train_loader = make_loader(train_data, config.batch_size, shuffle=True, seed=seed,
                                max_atoms=config.max_batch_atoms,
@@ -171,7 +174,7 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
     last = run_dir / "checkpoints" / "last.ckpt"
     start = 0
     if resume and last.is_file():
-        start = int(torch.load(last, map_location="cpu", weights_only=False).get("global_step", 0))
+        start = int(read_checkpoint(last).get("global_step", 0))
     train_loader.batch_sampler.epoch_fn = lambda: max(trainer.global_step, start)
     # DDP: every process takes its share of the (identically shuffled) training batches; the
     # validation fold is evaluated whole by each process, so val_mae agrees across processes
@@ -179,15 +182,15 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
     trainer.fit(lit, train_loader, val_loader, ckpt_path="last" if resume and last.is_file() else None)
     if trainer.interrupted:
         raise HopnetError(f"training of {label} was interrupted; rerun with --resume to continue")
-    best_path = ckpt.best_model_path if has_val else ""
+    best_path = best.best_model_path if best else ""
     if best_path and Path(best_path).is_file():
-        ck = torch.load(best_path, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(best_path)
         state = {key[len("model."):]: v for key, v in ck["state_dict"].items() if key.startswith("model.")}
         best_epoch = int(ck.get("epoch", -1))
     else:
         state = _float_state(lit.model)
         best_epoch = int(trainer.current_epoch) - 1
-    score = ckpt.best_model_score
+    score = best.best_model_score if best else None
     result = {
         "state": state,
         "seed": int(seed),
@@ -196,9 +199,7 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
         "best_val_mae": float(score) if score is not None else None,
     }
     if trainer.global_rank == 0:
-        buf = io.BytesIO()
-        torch.save(result, buf)
-        atomic_write_bytes(final, buf.getvalue())
+        save_torch_sealed(result, final)
     result["rank"] = int(trainer.global_rank)
     return result
 

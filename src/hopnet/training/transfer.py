@@ -246,8 +246,10 @@ def read_state(source: Any) -> dict[str, torch.Tensor]:
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
+            from hopnet.models.base import read_model_files
             from hopnet.training.pretrain import WEIGHTS_FILE
 
+            read_model_files(p)  # format version and payload checksums
             p = p / WEIGHTS_FILE
         state = read_weights(p, trusted=True)
     if isinstance(state, list):

@@ -1,0 +1,41 @@
+"""Lightning checkpoints as sealed files (:mod:`hopnet.integrity`): written atomically with a
+sha256 trailer, checked when read, so a resume never starts from a truncated or damaged file."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from hopnet.integrity import CorruptFileError, load_torch_sealed, write_sealed
+
+
+class SealedCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoints, stored with :func:`hopnet.integrity.write_sealed`
+    (temporary file, fsync, rename; sha256 trailer) and verified by :func:`read_checkpoint`."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        write_sealed(path, buf.getvalue())
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint written by :class:`SealedCheckpointIO` (CPU tensors, checksum verified); a
+    damaged one is a :class:`hopnet.integrity.CorruptFileError` saying how to recover."""
+    path = Path(path)
+    try:
+        return load_torch_sealed(path, "checkpoint", weights_only=False)
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{exc}; delete it to restart this run from its beginning") from None
