@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['graphs_per_sec']:.2f} graphs/s  "
                   f"peak +{r['peak_rss_delta_mb']:.0f} MB", flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        from hopnet.provenance import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=2))
     return 0
 
 

@@ -44,7 +44,6 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -653,10 +652,9 @@ def main(argv: list[str] | None = None) -> int:
         print(lines_table(res))
     print("headline ratios (hopnet / upstream): " + ", ".join(f"{k} {_fmt(v, 'x')}" for k, v in head.items()))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as fh:
-            json.dump(res, fh, indent=1)
-        os.replace(fh.name, args.json)
+        from hopnet.provenance import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(res, indent=1))
     return 0
 
 

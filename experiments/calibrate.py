@@ -30,6 +30,7 @@ from hopnet.models.calibration import (
     interval_metrics,
     prob_below,
 )
+from hopnet.provenance import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "src" / "hopnet" / "weights" / "default"
@@ -194,7 +195,7 @@ def main() -> None:
         "script": "experiments/calibrate.py",
     })
     if args.table:
-        Path(args.table).write_text(json.dumps({"chosen": chosen, "table": table}, indent=1) + "\n")
+        atomic_write_text(args.table, json.dumps({"chosen": chosen, "table": table}, indent=1) + "\n")
     if args.write:
         write_calibration(Path(args.model_dir), block)
         print(f"wrote the calibration block to {Path(args.model_dir) / 'metadata.json'}")
@@ -205,7 +206,6 @@ def main() -> None:
 def write_calibration(model_dir: Path, block: dict) -> None:
     """Set ``metadata["calibration"] = block`` (atomically; the file keeps its formatting)."""
     from hopnet.models.base import METADATA_FILE
-    from hopnet.provenance import atomic_write_text
 
     Calibration.from_dict(block)  # a block the loader would reject is never written
     path = model_dir / METADATA_FILE

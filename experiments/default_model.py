@@ -16,6 +16,7 @@ from pathlib import Path
 from hopnet import datasets
 from hopnet.crossval import cross_validate, summarize
 from hopnet.models.classical import ClassicalConfig, train_classical
+from hopnet.provenance import atomic_write_text
 
 RECIPE = {"model": "classical", "classical": {"n_estimators": 100}, "seeds": [0, 1, 2, 3, 4]}
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "hopnet" / "weights" / "default"
@@ -29,7 +30,7 @@ def main() -> None:
     ds = datasets.load("migration-barriers")
     records = cross_validate(RECIPE, ds, args.out, n_folds=5, fold_seeds=(0, 1, 2))
     summary = summarize(records)
-    Path(args.out, "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(Path(args.out, "summary.json"), json.dumps(summary, indent=1))
     print(json.dumps({k: summary[k] for k in ("mae", "mae_sd", "r2", "r2_sd", "classifier", "scenarios")}, indent=1))
     if args.cv_only:
         return

@@ -15,7 +15,6 @@ appended per path to ``--output`` (JSON lines; a rerun resumes), then summarised
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform

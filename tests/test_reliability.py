@@ -231,6 +231,24 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 
 
+def test_results_file_survives_a_write_cut_short(tmp_path, caplog):
+    from hopnet.errors import DataError
+    from hopnet.provenance import append_jsonl, read_jsonl
+
+    f = tmp_path / "rows.jsonl"
+    append_jsonl(f, {"key": "a", "mae": 0.1})
+    append_jsonl(f, {"key": "b", "mae": np.float32(0.25)})
+    with open(f, "a") as fh:  # a run killed in the middle of its third line
+        fh.write('{"key": "c", "ma')
+    assert [r["key"] for r in read_jsonl(f)] == ["a", "b"] and "truncated last line" in caplog.text
+    append_jsonl(f, {"key": "c", "mae": 0.3})  # the fragment is cut off before appending
+    assert [r["key"] for r in read_jsonl(f)] == ["a", "b", "c"]
+    assert f.read_text().count("\n") == 3
+    f.write_text('{"key": "a"}\nnot json\n{"key": "c"}\n')
+    with pytest.raises(DataError, match="line 2 is not JSON"):
+        read_jsonl(f)
+
+
 def test_damaged_graph_cache_file_is_rebuilt_not_loaded(tmp_path, caplog):
     from hopnet.graphs import GraphCache, GraphConfig, build_graph
 

@@ -40,6 +40,12 @@ def test_cross_validation_predicts_each_path_once_without_compound_leakage(small
     again = cross_validate(spec, small_ds, tmp_path / "cv", n_folds=3)
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cv").glob("seed*_fold*.json")}
     assert before == after and [r["metrics"] for r in again] == [r["metrics"] for r in load_records(tmp_path / "cv")]
+    # a damaged fold file is run again, not loaded
+    damaged = sorted((tmp_path / "cv").glob("seed*_fold*.json"))[1]
+    damaged.write_text(damaged.read_text()[:200])
+    redone = cross_validate(spec, small_ds, tmp_path / "cv", n_folds=3)
+    assert [r["metrics"] for r in redone] == [r["metrics"] for r in again]
+    assert damaged.stat().st_mtime_ns != after[damaged.name]
 
 
 def test_reproduce_quick_writes_tables_plots_and_provenance(small_ds, tmp_path):

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from hopnet.provenance import atomic_write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_profile_flags, append, read_rows, done_keys, profile_of, full_training, quick_training, record, replace, setup, summarise  # noqa: E402
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         r["model"] = f"{r['variant']}/{r['arm']}"
     summary = {"summary": summarise(rows, "model"), "quick": profile == "quick",
                "provenance": record({"training": training.to_dict(), "mpt": str(mpt)}, 0)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     print(json.dumps(summary["summary"], indent=2))
     return 0
 
@@ -131,7 +133,7 @@ def cpu_profile(args: argparse.Namespace) -> int:
             summary[f"{name}/{arm}"] = summarize(recs)
     brief = {k: {m: v.get(m) for m in ("n_folds", "mae", "mae_sd", "r2", "r2_sd")}
              for k, v in summary.items()}
-    (out / "summary.json").write_text(json.dumps({"summary": summary, "profile": "cpu", "mpt": str(args.mpt),
+    atomic_write_text(out / "summary.json", json.dumps({"summary": summary, "profile": "cpu", "mpt": str(args.mpt),
                                                   "provenance": record({"models": args.models}, 0)}, indent=1))
     print(json.dumps(brief, indent=1))
     return 0

@@ -16,7 +16,7 @@ import torch
 
 from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.metrics import regression_metrics
-from hopnet.provenance import run_record
+from hopnet.provenance import append_jsonl, read_jsonl, run_record
 from hopnet.training.config import TrainingConfig
 from hopnet.training.pretrain import (
     PropertyGraphs, finetune, load_property_model, predict_graphs, sample_indices,
@@ -62,11 +62,9 @@ def full_training(epochs: int = 100, accelerator: str = "auto") -> TrainingConfi
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The rows of a JSON-lines result file ([] when it does not exist yet)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The rows of a JSON-lines result file ([] when it does not exist yet; a last line cut short
+    by a killed run is dropped)."""
+    return read_jsonl(path)
 
 
 def done_keys(path: Path) -> set[str]:
@@ -74,9 +72,8 @@ def done_keys(path: Path) -> set[str]:
 
 
 def append(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    """Append one result row (fsynced; see :func:`hopnet.provenance.append_jsonl`)."""
+    append_jsonl(path, row)
 
 
 def finetune_and_test(source: str | None, train: MultiPropertyDataset, test: MultiPropertyDataset,

@@ -23,6 +23,8 @@ import json
 import sys
 from pathlib import Path
 
+from hopnet.provenance import atomic_write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     add_profile_flags, append, model_training, read_rows, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup, summarise,
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "mpt": {"r2": 0.671, "mae": 0.125}}, "profile": profile, "strategy": args.strategy,
         "provenance": record({"pt": {n: model_training(src) for n, src in sources.items() if src},
                               "ft": ft_train.to_dict(), "encoder": enc.to_dict()}, 0, ds.sha256)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     print(json.dumps(summary["summary"], indent=2))
     return 0
 

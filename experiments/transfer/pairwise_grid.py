@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hopnet.provenance import atomic_write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_profile_flags, append, read_rows, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup  # noqa: E402
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "published_average": {"r2_gain": 0.25, "mae_change": -0.16}, "profile": profile,
         "provenance": record({"pt": pt_train.to_dict(), "ft": ft_train.to_dict(), "encoder": enc.to_dict(),
                               "cap": cap, "sizes": sizes}, 0)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     print(json.dumps(summary["average"]))
     return 0
 

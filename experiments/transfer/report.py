@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from hopnet.provenance import atomic_write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import read_rows  # noqa: E402
 
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if BEGIN not in old or END not in old:
         raise SystemExit(f"{doc} has no {BEGIN} ... {END} block")
     head, rest = old.split(BEGIN, 1)
-    doc.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    atomic_write_text(doc, head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
     return 0
 
 

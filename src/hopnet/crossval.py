@@ -52,7 +52,10 @@ def run_fold(spec: dict, dataset: Any, train_idx: np.ndarray, test_idx: np.ndarr
              work_dir: Path, keep_models: bool = False, meta: dict | None = None) -> dict:
     """Train on ``train_idx``, predict ``test_idx``, write ``out_file`` (skipped when it exists)."""
     if out_file.exists():
-        return json.loads(out_file.read_text())
+        try:
+            return json.loads(out_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s is damaged; running this fold again", out_file)
     from hopnet.models.base import load_model
 
     train_set, test_set = dataset.subset(train_idx), dataset.subset(test_idx)

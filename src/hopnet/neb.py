@@ -19,7 +19,6 @@ optional dependency (``pip install 'hopnet[neb]'``); without it :func:`run_neb` 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -291,22 +290,9 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
 def read_results(out_jsonl: str | os.PathLike) -> list[dict]:
     """The records of a results file written by :func:`run_neb_many` ([] when absent). A last
     line cut short by an interrupted run is ignored."""
-    p = Path(out_jsonl)
-    if not p.is_file():
-        return []
-    rows = []
-    lines = p.read_text().splitlines()
-    for k, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if k == len(lines) - 1:
-                log.warning("%s: ignoring a truncated last line", p)
-                continue
-            raise HopnetError(f"{p}: line {k + 1} is not JSON") from None
-    return rows
+    from hopnet.provenance import read_jsonl
+
+    return read_jsonl(out_jsonl)
 
 
 def run_neb_many(
@@ -317,6 +303,8 @@ def run_neb_many(
     """Run :func:`run_neb` on ``(id, path[, meta])`` items; append one JSON line per finished
     path to ``out_jsonl`` (flushed and fsynced) and skip ids already there (resume). Returns the
     results computed in this call. Ids must be unique."""
+    from hopnet.provenance import append_jsonl
+
     done: set[str] = set()
     out = Path(out_jsonl) if out_jsonl is not None else None
     if out is not None:
@@ -335,30 +323,8 @@ def run_neb_many(
         res = run_neb(path, config, id=pid, meta=meta)
         results.append(res)
         if out is not None:
-            _append_line(out, res.to_dict())
+            append_jsonl(out, res.to_dict())
     return results
-
-
-def _append_line(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, sort_keys=True, default=_jsonable)
-    # a run killed mid-write may have left a last line without its newline: drop that fragment
-    if path.is_file() and path.stat().st_size:
-        data = path.read_bytes()
-        if not data.endswith(b"\n"):
-            os.truncate(path, data.rfind(b"\n") + 1)
-    with open(path, "a") as fh:
-        fh.write(text + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def paths_from_entries(entries: Sequence[Any], n_images: int = 5) -> list[tuple[str, MigrationPath, dict]]:

@@ -109,3 +109,44 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one JSON line to a results file and fsync it. A last line left without its newline
+    by a run killed mid-write is cut off first, so the file stays one record per line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, sort_keys=True, default=_jsonable)
+    if path.is_file() and path.stat().st_size:
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            os.truncate(path, data.rfind(b"\n") + 1)
+    with open(path, "a") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a file written by :func:`append_jsonl` ([] when absent). A cut-short last
+    line (an interrupted run) is ignored with a warning; a bad line elsewhere is a DataError."""
+    import logging
+
+    from hopnet.errors import DataError
+
+    p = Path(path)
+    if not p.is_file():
+        return []
+    rows = []
+    lines = p.read_text(errors="replace").splitlines()
+    for k, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if k == len(lines) - 1:
+                logging.getLogger(__name__).warning("%s: ignoring a truncated last line", p)
+                continue
+            raise DataError(f"{p}: line {k + 1} is not JSON; the results file is damaged") from None
+    return rows
