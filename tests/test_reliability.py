@@ -330,6 +330,11 @@ def test_damaged_or_incompatible_model_is_refused_by_cli(small_model, tmp_path, 
     assert main(["predict", str(band), "--model", str(folder), "--output", str(out)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and not out.exists()
+    assert main(["models", "check", str(folder)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+    assert main(["models", "check", str(small_model)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"ok ({small_model})")
 
 
 # ----------------------------------------------------------------------------- determinism

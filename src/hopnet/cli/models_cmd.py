@@ -1,4 +1,6 @@
-"""``hopnet models list``: the models that ship inside the package (no network)."""
+"""``hopnet models list``: the models that ship inside the package (no network);
+``hopnet models check [NAME|DIR ...]``: verify model folders (format version, payload
+checksums, graph-code version) and that they load."""
 
 from __future__ import annotations
 
@@ -6,11 +8,17 @@ import argparse
 import json
 from typing import Any
 
+from hopnet.errors import HopnetError
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("models", help="list the shipped models",
-                              description="Models inside the package; they load offline by name.")
-    p.add_argument("action", nargs="?", default="list", choices=("list",))
+    p = subparsers.add_parser("models", help="list the shipped models or check model folders",
+                              description="Models inside the package; they load offline by name. "
+                                          "'check' verifies model folders (default: every shipped "
+                                          "model): format version, sha256 of the weights, graph "
+                                          "code, and a full load.")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "check"))
+    p.add_argument("models", nargs="*", metavar="NAME|DIR", help="models to check")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_run)
 
@@ -36,7 +44,21 @@ def model_summaries() -> list[dict]:
     return rows
 
 
+def _check(names: list[str]) -> int:
+    from hopnet.models.base import load_model, resolve_model_dir, shipped_models
+
+    for name in names or list(shipped_models()):
+        folder = resolve_model_dir(name)
+        load_model(folder)  # a damaged or incompatible folder raises one ModelFileError line
+        print(f"{name}: ok ({folder})")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        return _check(args.models)
+    if args.models:
+        raise HopnetError("'hopnet models list' takes no model names; did you mean 'hopnet models check'?")
     rows = model_summaries()
     if args.json:
         print(json.dumps(rows, indent=1))
