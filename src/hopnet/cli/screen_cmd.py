@@ -15,7 +15,11 @@ and each band holds one ion in the empty host. Bands are built in supercells at 
 
 STRUCTURE may be files, folders (every structure file in them) or glob patterns. A structure that
 fails is reported and skipped; the summary lists the failures; the exit code is non-zero only when
-every structure failed. Output files are written atomically at the end, and not at all on error.
+every structure failed. Output files are streamed: each structure's JSON record, CSV rows and
+plots go to temporary files next to the targets as soon as it is screened (and the result is
+dropped), so memory stays flat over thousands of structures; at the end the temporaries are
+renamed into place. On an error (or when every structure failed) they are removed and no target
+is touched.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import glob
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -185,11 +190,102 @@ def _insertion_options(args: argparse.Namespace) -> dict[str, Any]:
             "insert_min_dist": args.insert_min_dist}
 
 
+def _nested_json(value: Any, level: int) -> str:
+    """``json.dumps(value, indent=1)`` as it appears ``level`` levels deep in an indent-1 document."""
+    return json.dumps(value, indent=1).replace("\n", "\n" + " " * level)
+
+
+def _append(path: Path, data: str | bytes, sync: bool = False) -> None:
+    """Append to a file (opened and closed again: nothing stays open between structures);
+    ``sync``: flush it to disk."""
+    with open(path, "ab") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class _StreamedOutputs:
+    """The --json/--csv/--plot/--network files, written while the structures are screened.
+
+    Everything goes to temporary files next to the targets (``.<name>.<pid>.<k>.tmp``):
+    :meth:`add` appends one structure's JSON record and CSV rows and writes its plots,
+    :meth:`commit` closes the JSON document (byte for byte what ``json.dumps(payload, indent=1)``
+    gives), flushes the files to disk and renames every temporary into place, :meth:`discard`
+    removes them. Only the list of temporaries is held, never the results.
+    """
+
+    def __init__(self, args: argparse.Namespace, single: bool) -> None:
+        from hopnet.plots import hop_network_png
+        from hopnet.screen import CSV_COLUMNS, hop_bar_chart
+
+        self._single = single
+        self._moves: list[tuple[Path, Path]] = []  # (temporary, target)
+        self._records = 0
+        self._renders = [(Path(getattr(args, flag)), render) for flag, render in
+                         (("plot", hop_bar_chart), ("network", lambda r: hop_network_png(r, args.axis)))
+                         if getattr(args, flag)]
+        try:
+            self._json = self._temporary(args.json) if args.json else None
+            if self._json is not None:
+                _append(self._json, '{\n "results": [')
+            self._csv = self._temporary(args.csv) if args.csv else None
+            if self._csv is not None:
+                _append(self._csv, _csv_text([CSV_COLUMNS]))
+        except BaseException:
+            self.discard()
+            raise
+
+    def _temporary(self, target: str | Path) -> Path:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{len(self._moves)}.tmp")
+        tmp.unlink(missing_ok=True)  # a leftover of a killed run with the same pid
+        self._moves.append((tmp, target))
+        return tmp
+
+    def add(self, r: Any) -> None:
+        """Write one structure's record, rows and plots."""
+        if self._json is not None:
+            _append(self._json, ("\n  " if self._records == 0 else ",\n  ") + _nested_json(r.to_dict(), 2))
+        if self._csv is not None:
+            _append(self._csv, _csv_text(r.csv_rows()))
+        self._records += 1
+        for base, render in self._renders:
+            target = base if self._single else base.with_name(f"{base.stem}_{Path(r.source).stem}{base.suffix}")
+            _append(self._temporary(target), render(r), sync=True)
+
+    def commit(self, failures: list[dict], provenance: dict) -> None:
+        """Finish the JSON document, flush the files to disk and rename them into place."""
+        try:
+            if self._json is not None:
+                _append(self._json, ("\n " if self._records else "") + "],\n \"failures\": "
+                        + _nested_json(failures, 1) + ",\n \"provenance\": " + _nested_json(provenance, 1) + "\n}\n",
+                        sync=True)
+            if self._csv is not None:
+                _append(self._csv, "", sync=True)
+            for tmp, target in self._moves:
+                os.replace(tmp, target)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Remove every temporary (the targets are left as they were)."""
+        for tmp, _ in self._moves:
+            tmp.unlink(missing_ok=True)
+
+
+def _csv_text(rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
 def run(args: argparse.Namespace) -> int:
     from hopnet.predict import DEFAULT_MAX_ATOMS
-    from hopnet.provenance import atomic_write_bytes, atomic_write_text, run_record
-    from hopnet.screen import CSV_COLUMNS, hop_bar_chart, screen
-    from hopnet.plots import hop_network_png
+    from hopnet.provenance import run_record
+    from hopnet.screen import screen
 
     if not (math.isfinite(args.max_hop) and args.max_hop > 0):
         raise HopnetError(f"--max-hop must be a positive length in Å, got {args.max_hop}")
@@ -206,57 +302,40 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    results, failures = [], []
-    bar = tqdm(files, desc="screen", unit="structure", file=sys.stderr, disable=len(files) < 2 or None)
-    for f in bar:
-        try:
-            r = screen(str(f), args.ion, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
-                       explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms, **options)
-        except HopnetError as exc:
-            if len(files) == 1:  # one structure: its error is the one line the CLI prints
-                raise HopnetError(f"{f}: {exc}") from None
-            failures.append({"source": str(f), "error": str(exc)})
-            tqdm.write(f"hopnet: error: {f}: {exc}", file=sys.stderr)
-            continue
-        results.append(r)
-        for w in r.warnings:
-            tqdm.write(f"hopnet: warning: {f}: {w}", file=sys.stderr)
-        tqdm.write(r.table() + "\n", file=sys.stdout)
-    bar.close()
+    n_ok, failures = 0, []
+    outputs = _StreamedOutputs(args, single=len(files) == 1)
+    try:
+        bar = tqdm(files, desc="screen", unit="structure", file=sys.stderr, disable=len(files) < 2 or None)
+        for f in bar:
+            try:
+                r = screen(str(f), args.ion, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
+                           explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms,
+                           **options)
+            except HopnetError as exc:
+                if len(files) == 1:  # one structure: its error is the one line the CLI prints
+                    raise HopnetError(f"{f}: {exc}") from None
+                failures.append({"source": str(f), "error": str(exc)})
+                tqdm.write(f"hopnet: error: {f}: {exc}", file=sys.stderr)
+                continue
+            n_ok += 1
+            for w in r.warnings:
+                tqdm.write(f"hopnet: warning: {f}: {w}", file=sys.stderr)
+            tqdm.write(r.table() + "\n", file=sys.stdout)
+            outputs.add(r)
+        bar.close()
 
-    if len(files) > 1 or failures:
-        print(f"screened {len(files)} structure(s): {len(results)} ok, {len(failures)} failed")
-        for fail in failures:
-            print(f"  failed: {fail['source']}: {fail['error']}")
-    if not results:
-        if len(failures) == 1:
-            raise HopnetError(f"{failures[0]['source']}: {failures[0]['error']}")
-        raise HopnetError(f"all {len(failures)} structures failed; no output written")
-
-    outputs: list[tuple[str, Any]] = []  # render everything first, then write
-    if args.json:
-        payload = {"results": [r.to_dict() for r in results], "failures": failures,
-                   "provenance": run_record({"ion": args.ion, "max_hop": args.max_hop, "symprec": args.symprec,
-                                             "model": args.model, "threshold": threshold, "hops": explicit,
-                                             **options})}
-        outputs.append((args.json, json.dumps(payload, indent=1) + "\n"))
-    if args.csv:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(CSV_COLUMNS)
-        for r in results:
-            w.writerows(r.csv_rows())
-        outputs.append((args.csv, buf.getvalue()))
-    for flag, render in (("plot", hop_bar_chart), ("network", lambda r: hop_network_png(r, args.axis))):
-        if not getattr(args, flag):
-            continue
-        base = Path(getattr(args, flag))
-        for r in results:
-            target = base if len(files) == 1 else base.with_name(f"{base.stem}_{Path(r.source).stem}{base.suffix}")
-            outputs.append((str(target), render(r)))
-    for target, content in outputs:
-        if isinstance(content, bytes):
-            atomic_write_bytes(target, content)
-        else:
-            atomic_write_text(target, content)
+        if len(files) > 1 or failures:
+            print(f"screened {len(files)} structure(s): {n_ok} ok, {len(failures)} failed")
+            for fail in failures:
+                print(f"  failed: {fail['source']}: {fail['error']}")
+        if not n_ok:
+            if len(failures) == 1:
+                raise HopnetError(f"{failures[0]['source']}: {failures[0]['error']}")
+            raise HopnetError(f"all {len(failures)} structures failed; no output written")
+        provenance = run_record({"ion": args.ion, "max_hop": args.max_hop, "symprec": args.symprec,
+                                 "model": args.model, "threshold": threshold, "hops": explicit, **options})
+    except BaseException:
+        outputs.discard()
+        raise
+    outputs.commit(failures, provenance)
     return 0

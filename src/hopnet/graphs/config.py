@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from hopnet.configs import check_keys
-from hopnet.errors import HopnetError
+from hopnet.errors import HopnetError, StructureError
 
 #: Bump when the stored graph layout or construction rules change (invalidates caches).
 GRAPH_FORMAT_VERSION = 1
+#: Environment variable holding the graph memory budget in GB (10^9 bytes; ``inf`` for none).
+GRAPH_MEMORY_ENV = "HOPNET_GRAPH_MEMORY_GB"
+#: GB one graph may need while it is built when neither ``memory_gb=`` nor the environment
+#: variable says otherwise. The largest training band (1027 atoms) needs ~20 MB.
+DEFAULT_GRAPH_MEMORY_GB = 8.0
 
 
 @dataclass(frozen=True)
@@ -57,5 +64,36 @@ class GraphConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GraphConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GraphConfig:
         return cls(**check_keys(cls, data, "graph"))
+
+
+def graph_memory_budget(memory_gb: float | None = None) -> float:
+    """GB that building one graph may need: ``memory_gb`` when given, else
+    ``$HOPNET_GRAPH_MEMORY_GB``, else :data:`DEFAULT_GRAPH_MEMORY_GB` (read at every call).
+    Not part of :meth:`GraphConfig.key`: it decides whether a graph is built, never what it is."""
+    if memory_gb is None:
+        text = os.environ.get(GRAPH_MEMORY_ENV, "").strip()
+        if not text:
+            return DEFAULT_GRAPH_MEMORY_GB
+        try:
+            memory_gb = float(text)
+        except ValueError:
+            raise HopnetError(f"{GRAPH_MEMORY_ENV} must be a positive number of GB, got {text!r}") from None
+    memory_gb = float(memory_gb)
+    if math.isnan(memory_gb) or memory_gb <= 0:
+        raise HopnetError(f"the graph memory budget must be a positive number of GB, got {memory_gb:g}")
+    return memory_gb
+
+
+def check_graph_memory(need_bytes: float, detail: str, name: object, n_atoms: int,
+                       memory_gb: float | None = None) -> None:
+    """Raise :class:`StructureError` when building a graph would need more than the budget
+    (:func:`graph_memory_budget`). ``detail`` says what the bytes are for; ``name`` (a formula;
+    turned into text only for the message) and ``n_atoms`` name the structure."""
+    budget = graph_memory_budget(memory_gb)
+    if need_bytes > budget * 1e9:
+        raise StructureError(
+            f"graph of {name} ({n_atoms:,} atoms) would need ~{need_bytes / 1e9:.3g} GB ({detail}), over the "
+            f"{budget:g} GB graph memory budget (set {GRAPH_MEMORY_ENV} to change it)"
+        )

@@ -1,4 +1,11 @@
-"""The graph object (:class:`AlignnGraph`) and :func:`build_graph`."""
+"""The graph object (:class:`AlignnGraph`) and :func:`build_graph`.
+
+Building a graph is refused with a :class:`StructureError` before its large arrays are allocated
+when it would need more memory than the budget (:func:`hopnet.graphs.config.graph_memory_budget`,
+``$HOPNET_GRAPH_MEMORY_GB``, default 8 GB): first the periodic neighbour search
+(:func:`hopnet.graphs.neighbors.search_cost`), then the line graph, whose bond pairs are counted
+from the bonds (:func:`hopnet.graphs.linegraph.line_graph_size`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,13 @@ import torch
 from torch_geometric.data import Data
 
 from hopnet.errors import PathError, StructureError
-from hopnet.graphs.config import GraphConfig
+from hopnet.graphs.config import GraphConfig, check_graph_memory
 from hopnet.graphs.features import atom_features
-from hopnet.graphs.linegraph import line_graph
+from hopnet.graphs.linegraph import (
+    LINE_GRAPH_BYTES_PER_PAIR,
+    line_graph,
+    line_graph_size,
+)
 from hopnet.graphs.neighbors import knn_edges
 
 #: Tensor fields of a graph (what the cache stores).
@@ -42,6 +53,22 @@ class AlignnGraph(Data):
         return int(self.edge_index.size(1))
 
 
+class _Formula:
+    """The reduced formula of atomic numbers, worked out only when shown (a refusal message)."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        self.z = z
+
+    def __str__(self) -> str:
+        from pymatgen.core import Composition, Element
+
+        try:
+            zs, counts = np.unique(self.z, return_counts=True)
+            return Composition({Element.from_Z(int(k)): int(c) for k, c in zip(zs, counts)}).reduced_formula
+        except ValueError:  # not atomic numbers
+            return "a structure"
+
+
 def as_structure(obj: Any):
     """A pymatgen ``Structure`` from anything ``hopnet.structures.to_structure`` reads.
 
@@ -65,6 +92,8 @@ def build_graph_arrays(
     atomic_numbers: np.ndarray,
     config: GraphConfig | None = None,
     n_mobile: int = 0,
+    *,
+    memory_gb: float | None = None,
 ) -> AlignnGraph:
     """:func:`build_graph` from raw arrays: lattice [3, 3] Å (rows are vectors), fractional
     coordinates [N, 3], atomic numbers [N]."""
@@ -79,12 +108,16 @@ def build_graph_arrays(
     if not 0 <= n_mobile <= n:
         raise PathError(f"n_mobile={n_mobile} is outside 0..{n} (number of atoms)")
 
-    edges = knn_edges(lattice, frac, config.max_neighbors, config.cutoff, config.tie_tolerance)
+    name = _Formula(z)
+    edges = knn_edges(lattice, frac, config.max_neighbors, config.cutoff, config.tie_tolerance,
+                      memory_gb=memory_gb, name=name)
     is_mobile = np.arange(n) < n_mobile
     x = atom_features(z)
     if config.mobile_flag:
         x = np.concatenate((x, is_mobile[:, None].astype(np.float32)), axis=1)
     if config.line_graph:
+        pairs = line_graph_size(edges.src, edges.dst, n)
+        check_graph_memory(LINE_GRAPH_BYTES_PER_PAIR * pairs, f"{pairs:,} bond pairs", name, n, memory_gb)
         lg_index, lg_cos = line_graph(edges.src, edges.dst, edges.vec, n)
     else:
         lg_index, lg_cos = np.zeros((2, 0), dtype=np.int64), np.zeros(0)
@@ -102,16 +135,19 @@ def build_graph_arrays(
     )
 
 
-def build_graph(structure: Any, config: GraphConfig | None = None, n_mobile: int = 0) -> AlignnGraph:
+def build_graph(structure: Any, config: GraphConfig | None = None, n_mobile: int = 0, *,
+                memory_gb: float | None = None) -> AlignnGraph:
     """Crystal graph of a periodic structure (pymatgen ``Structure`` or anything
     ``hopnet.structures.to_structure`` accepts).
 
     n_mobile: the first ``n_mobile`` atoms are mobile-ion images (5 for a data-set band); they
     are marked in ``is_mobile`` and, with ``config.mobile_flag``, in an extra feature column.
+    memory_gb: the graph memory budget (default :func:`hopnet.graphs.config.graph_memory_budget`);
+    a graph that would need more is refused with :class:`StructureError` before it is built.
     """
     s = as_structure(structure)
     try:
         z = np.array(s.atomic_numbers, dtype=np.int64)
     except AttributeError:  # a disordered site has no single species
         raise StructureError("structure has partially occupied sites; graphs need an ordered structure") from None
-    return build_graph_arrays(s.lattice.matrix, s.frac_coords, z, config, n_mobile)
+    return build_graph_arrays(s.lattice.matrix, s.frac_coords, z, config, n_mobile, memory_gb=memory_gb)

@@ -7,16 +7,23 @@ the cutoff, the cutoff grows by 1.5x and the search is redone. (The result depen
 each atom's k-th distance, so the search may start in a smaller, density-based sphere.) Finally the edge set is made
 undirected: each kept ``i -> j`` (image ``n``) also gives ``j -> i`` (image ``-n``), duplicates
 removed.
+
+Before every search the memory it will need is estimated (:func:`search_cost`: pymatgen expands
+the atoms into every periodic image cell the sphere can reach, so a cell a fraction of an Å thick
+needs thousands of images) and a search over the budget (:func:`hopnet.graphs.config.graph_memory_budget`)
+is refused with a :class:`StructureError` before anything is allocated.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from hopnet.errors import StructureError
+from hopnet.graphs.config import check_graph_memory
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,15 @@ MAX_ATTEMPTS = 12
 #: direction would be undefined). The migration data set has such a band (an ion image on a host
 #: atom), so this is logged, not an error.
 MIN_DISTANCE = 1e-4
+#: pymatgen's ``find_points_in_spheres`` searches at least this radius (its ``min_r``, Å).
+SEARCH_MIN_RADIUS = 1.0
+#: bytes the search needs per atom per periodic image cell it scans: the atoms' coordinates
+#: expanded into every image (peak RSS ~22 B with pymatgen 2026.10 for cells 1e-5-0.05 Å thin).
+SEARCH_BYTES_PER_IMAGE_ATOM = 24
+#: bytes per neighbour pair found: pymatgen's growing result buffers and the returned arrays
+#: (~100 B), then the copies, masks and the k-th-distance table of the selection here (peak RSS
+#: of :func:`knn_edges` 135-150 B per pair for 1,000-20,000 random atoms).
+SEARCH_BYTES_PER_PAIR = 150
 
 
 @dataclass
@@ -42,6 +58,35 @@ class NeighborEdges:
     vec: np.ndarray
     dist: np.ndarray
     cutoff: float
+
+
+def perpendicular_widths(lattice: np.ndarray) -> np.ndarray:
+    """Distances (Å) between opposite faces of the cell, across a, b and c: volume / face area."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    volume = abs(float(np.linalg.det(lattice)))
+    areas = np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
+    return volume / areas
+
+
+def search_cost(lattice: np.ndarray, n_atoms: int, radius: float) -> tuple[float, float, float]:
+    """(bytes, image cells, expected neighbour pairs) of a periodic search of ``n_atoms`` atoms
+    within ``radius`` Å. pymatgen expands the atoms into ``2 ceil(r / w) + 1`` image cells
+    along an axis of perpendicular width ``w`` (a cell 0.05 Å thin needs 321 along it at 8 Å)
+    and finds ``n² (4/3) π r³ / V`` pairs at the mean density. Floats: a thin cell's counts
+    overflow integers."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    r = max(float(radius), SEARCH_MIN_RADIUS)
+    images = float(np.prod(2.0 * np.ceil(r / perpendicular_widths(lattice)) + 1.0))
+    volume = abs(float(np.linalg.det(lattice)))
+    pairs = float(n_atoms) ** 2 * (4.0 / 3.0) * math.pi * r ** 3 / volume
+    return SEARCH_BYTES_PER_IMAGE_ATOM * images * n_atoms + SEARCH_BYTES_PER_PAIR * pairs, images, pairs
+
+
+def _check_search(lattice: np.ndarray, n: int, r: float, name: object, memory_gb: float | None) -> None:
+    need, images, pairs = search_cost(lattice, n, r)
+    width = float(perpendicular_widths(lattice).min())
+    check_graph_memory(need, f"neighbour search within {r:.3g} Å over {images:,.0f} periodic images of a cell "
+                       f"{width:.3g} Å wide at its narrowest, ~{pairs:,.0f} neighbour pairs", name, n, memory_gb)
 
 
 def _search(cart: np.ndarray, lattice: np.ndarray, cutoff: float):
@@ -67,10 +112,16 @@ def knn_edges(
     max_neighbors: int = 12,
     cutoff: float = 8.0,
     tie_tolerance: float = 1e-3,
+    *,
+    memory_gb: float | None = None,
+    name: object = "a structure",
 ) -> NeighborEdges:
     """Undirected k-NN crystal graph of a periodic structure.
 
     lattice: [3, 3] Å, rows are lattice vectors; frac_coords: [N, 3] fractional coordinates.
+    memory_gb: budget of each search (default :func:`hopnet.graphs.config.graph_memory_budget`);
+    a search that would need more raises :class:`StructureError` naming ``name`` (any object
+    whose ``str`` is the formula, formatted only then).
     """
     lattice = np.ascontiguousarray(lattice, dtype=np.float64)
     frac = np.ascontiguousarray(frac_coords, dtype=np.float64)
@@ -91,6 +142,7 @@ def knn_edges(
     r_dense = (3.0 * 2 * k * volume / (4.0 * np.pi * n)) ** (1.0 / 3.0) + tie_tolerance
     r = min(float(cutoff), r_dense)
     for _ in range(MAX_ATTEMPTS):
+        _check_search(lattice, n, r, name, memory_gb)
         i, j, image, dist = _search(cart, lattice, r)
         # enough when every atom has k neighbours with their ties fully inside the sphere
         inside = np.bincount(i[dist <= r - tie_tolerance], minlength=n)
