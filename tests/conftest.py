@@ -32,3 +32,21 @@ def band_entries(data_dir: Path) -> list[dict]:
         pytest.skip(f"{path} not found")
     with gzip.open(path, "rt") as fh:
         return json.load(fh)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One summary line with how many property-based cases ran: the ``fuzz_cases:<layer>`` user
+    properties tests/test_fuzz.py records, e.g. ``fuzz: 2400 cases (structures 1100, ...)``."""
+    counts: dict[str, int] = {}
+    seen: set[tuple[str, str]] = set()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                key = (getattr(report, "nodeid", ""), str(name))
+                if str(name).startswith("fuzz_cases:") and key not in seen:
+                    seen.add(key)
+                    layer = str(name).split(":", 1)[1]
+                    counts[layer] = counts.get(layer, 0) + int(value)
+    if counts:
+        detail = ", ".join(f"{layer} {n}" for layer, n in counts.items())
+        terminalreporter.write_line(f"fuzz: {sum(counts.values())} cases ({detail})")

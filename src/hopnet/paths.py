@@ -34,7 +34,13 @@ import numpy as np
 from pymatgen.core import Element, Structure
 
 from hopnet.errors import HopnetError, PathError, StructureError
-from hopnet.structures import from_jarvis, to_jarvis, to_structure, validate_structure
+from hopnet.structures import (
+    check_lattice_lengths,
+    from_jarvis,
+    to_jarvis,
+    to_structure,
+    validate_structure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,34 @@ def _as_frac3(x: Any, name: str) -> np.ndarray:
     return as_frac3(x, f"{name} site", "3 fractional coordinates (no NaN or infinite values)")
 
 
+def _check_ion(ion: Any) -> None:
+    if not isinstance(ion, str) or not Element.is_valid_symbol(ion):
+        raise PathError(f"ion {ion!r} is not an element symbol")
+
+
+def _check_n_images(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise PathError(f"n_images must be an integer, got {n!r}")
+    if n < 2:
+        raise PathError(f"n_images must be at least 2 (both end points), got {n}")
+    return int(n)
+
+
+def _check_cell(s: Structure, what: str) -> None:
+    """What every distance in ``s``'s cell needs, checked before the first one: a finite lattice of
+    sane vector lengths (:func:`~hopnet.structures.check_lattice_lengths`) and non-zero volume
+    (the full checks are :func:`validate_structure`'s)."""
+    matrix = np.asarray(s.lattice.matrix, dtype=float)
+    if not np.isfinite(matrix).all():
+        raise StructureError(f"{what} lattice contains NaN or infinite values")
+    check_lattice_lengths(matrix, f"{what} cell")
+    volume = abs(float(np.linalg.det(matrix)))
+    if not volume > 1e-8:
+        raise StructureError(
+            f"degenerate {what} cell: volume {volume:.3g} Å^3 (lattice vectors are linearly dependent)"
+        )
+
+
 @dataclass(eq=False, repr=False)
 class MigrationPath:
     """A hop of ``ion`` from ``initial_frac`` to ``final_frac`` (fractional coordinates of
@@ -114,25 +148,26 @@ class MigrationPath:
             raise PathError("host has no atoms")
         if not self.host.is_ordered:
             raise PathError("host is disordered (partial occupancies); an ordered host is needed")
-        if not isinstance(self.ion, str) or not Element.is_valid_symbol(self.ion):
-            raise PathError(f"ion {self.ion!r} is not an element symbol")
+        _check_ion(self.ion)
         self.initial_frac = _as_frac3(self.initial_frac, "initial")
         self.final_frac = _as_frac3(self.final_frac, "final")
-        if isinstance(self.n_images, bool) or not isinstance(self.n_images, (int, np.integer)):
-            raise PathError(f"n_images must be an integer, got {self.n_images!r}")
-        self.n_images = int(self.n_images)
-        if self.n_images < 2:
-            raise PathError(f"n_images must be at least 2 (both end points), got {self.n_images}")
-        if self.image_convention not in IMAGE_CONVENTIONS:
+        self.n_images = _check_n_images(self.n_images)
+        _check_cell(self.host, "host")
+        if not isinstance(self.image_convention, str) or self.image_convention not in IMAGE_CONVENTIONS:
             raise PathError(
                 f"image_convention {self.image_convention!r} is not one of {', '.join(IMAGE_CONVENTIONS)}"
             )
-        same = _frac_min_image(self.final_frac - self.initial_frac) @ self.host.lattice.matrix
-        if float(np.linalg.norm(same)) < _COINCIDE_TOL:
+        with np.errstate(over="ignore", invalid="ignore"):  # huge lattices overflow: caught below
+            same = _frac_min_image(self.final_frac - self.initial_frac) @ self.host.lattice.matrix
+            same_length, length = float(np.linalg.norm(same)), self.hop_length
+        if same_length < _COINCIDE_TOL:
             raise PathError(
                 f"initial and final sites coincide (after minimum image): "
                 f"{np.round(self.initial_frac, 4).tolist()} and {np.round(self.final_frac, 4).tolist()}"
             )
+        if not (np.isfinite(same_length) and np.isfinite(length)):
+            longest = max(self.host.lattice.abc)
+            raise PathError(f"hop length is not finite (host lattice vectors up to {longest:.3g} Å long)")
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -235,9 +270,7 @@ class MigrationPath:
         coordinates (exactly for unwrapped images, modulo lattice vectors for wrapped ones).
         """
         s = to_structure(band, validate=False)
-        n = int(n_images)
-        if n < 2:
-            raise PathError(f"n_images must be at least 2, got {n_images!r}")
+        n = _check_n_images(n_images)
         if len(s) <= n:
             raise PathError(f"band layout: {len(s)} atoms, need the {n} ion images plus a host")
         if not s.is_ordered:
@@ -281,6 +314,7 @@ class MigrationPath:
         a vacancy at site ``end_index`` (both must be ``ion`` sites). The host is the structure
         without those two sites."""
         s = to_structure(structure, validate=validate)
+        _check_ion(ion)
         n = len(s)
         for name, idx in (("start_index", start_index), ("end_index", end_index)):
             if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
@@ -323,6 +357,7 @@ class MigrationPath:
         b = _as_frac3(final_frac, "final")
         frac = np.asarray(s.frac_coords, dtype=float)
         if len(s):
+            _check_cell(s, "structure")
             dist = s.lattice.get_all_distances(np.vstack([a, b]), frac)  # (2, N) Å
             is_ion = np.array([_symbol(sp) == ion for sp in s.species]) if s.is_ordered else np.zeros(len(s), bool)
             keep = ~(is_ion & (dist.min(axis=0) < site_tolerance))
@@ -392,6 +427,8 @@ def as_path(item: Any, n_images: int = 5) -> MigrationPath:
     if atoms is None and isinstance(item, dict) and "atoms" in item:
         atoms = item["atoms"]
     name = getattr(item, "id", None) or (item.get("sys_name") if isinstance(item, dict) else None)
+    if name and not str(name).isprintable():  # keep the message on one line
+        name = repr(name)
     try:
         return MigrationPath.from_band(item if atoms is None else atoms, n_images=n_images, validate=False)
     except HopnetError as exc:

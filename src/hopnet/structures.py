@@ -47,6 +47,11 @@ __all__ = [
 ]
 
 _JARVIS_KEYS = ("lattice_mat", "coords", "elements")
+#: longest lattice vector (Å) and farthest fractional coordinate (cells from the origin cell) a
+#: physical structure is given with; the data sets stay below 170 Å and 1.4. Beyond them the
+#: numbers are garbage, and a neighbour search over them would need gigabytes.
+MAX_LATTICE_LENGTH = 1.0e4
+MAX_FRACTIONAL = 1.0e3
 # formats pymatgen reads/writes from a string; everything else goes through ASE
 _PMG_FORMATS = {"cif", "poscar", "cssr", "json", "yaml", "xsf", "mcsqs", "res"}
 _FMT_ALIASES = {"vasp": "poscar", "contcar": "poscar", "pmg": "json", "pymatgen": "json"}
@@ -86,6 +91,10 @@ def from_jarvis(d: dict) -> Structure:
         coords = np.asarray(d["coords"], dtype=float)
     except (TypeError, ValueError) as exc:
         raise StructureError(f"JARVIS atoms dict: non-numeric lattice or coords ({_one_line(exc)})") from None
+    if isinstance(d["elements"], (str, bytes, dict)) or not isinstance(d["elements"], Iterable):
+        raise StructureError(
+            f"JARVIS atoms dict: elements must be a list of element symbols, got {type(d['elements']).__name__}"
+        )
     elements = list(d["elements"])
     if lattice.shape != (3, 3):
         raise StructureError(f"JARVIS atoms dict: lattice_mat has shape {lattice.shape}, expected (3, 3)")
@@ -98,9 +107,14 @@ def from_jarvis(d: dict) -> Structure:
             f"JARVIS atoms dict: {len(elements)} elements but {len(coords)} coordinates"
         )
     symbols = _check_symbols(elements, "JARVIS atoms dict")
-    return Structure(
-        Lattice(lattice), symbols, coords, coords_are_cartesian=bool(d.get("cartesian", False))
-    )
+    try:
+        return Structure(
+            Lattice(lattice), symbols, coords, coords_are_cartesian=bool(d.get("cartesian", False))
+        )
+    except np.linalg.LinAlgError:  # Cartesian -> fractional needs the inverse
+        raise StructureError(
+            "JARVIS atoms dict: Cartesian coordinates in a degenerate cell (lattice vectors are linearly dependent)"
+        ) from None
 
 
 def to_jarvis(s: Structure, cartesian: bool = False) -> dict:
@@ -134,7 +148,10 @@ def from_ase(atoms: "Atoms") -> Structure:
     if atoms.cell.rank < 3:
         raise StructureError(f"ASE Atoms has no 3D cell (cell rank {atoms.cell.rank}); hopnet needs a periodic crystal")
     symbols = _check_symbols(atoms.get_chemical_symbols(), "ASE Atoms")
-    frac = atoms.cell.scaled_positions(atoms.positions)
+    try:
+        frac = atoms.cell.scaled_positions(atoms.positions)
+    except np.linalg.LinAlgError:  # ASE's rank counts non-zero vectors, not independent ones
+        raise StructureError("ASE Atoms: degenerate cell (lattice vectors are linearly dependent)") from None
     return Structure(Lattice(cell), symbols, frac)
 
 
@@ -383,10 +400,12 @@ def validate_structure(
 
     Checks, in order: at least one atom (and at most ``max_atoms``); finite lattice and
     coordinates; ordered sites of real elements; a non-degenerate cell with volume per atom
-    within ``volume_per_atom`` (Å^3); no two atoms (periodic images included, an atom and its
-    own image too) closer than ``min_distance`` Å. Pairs whose both sites are in
+    within ``volume_per_atom`` (Å^3); lattice vectors up to :data:`MAX_LATTICE_LENGTH` Å and
+    coordinates up to :data:`MAX_FRACTIONAL` cells out; no two atoms (periodic images included,
+    an atom and its own image too) closer than ``min_distance`` Å. Pairs whose both sites are in
     ``ignore_pairs_within`` are not checked (e.g. ``range(5)`` for the superimposed ion images of
-    a band). The message names the closest offending pair.
+    a band). The message names the closest offending pair (in a cell with a lattice vector
+    shorter than ``min_distance``: the first checked atom and its own image).
     """
     n = len(s)
     if n == 0:
@@ -416,8 +435,33 @@ def validate_structure(
         raise StructureError(
             f"absurd cell volume: {per_atom:.3g} Å^3 per atom (allowed {lo:g} to {hi:g} Å^3 per atom)"
         )
+    _check_extent(s, matrix, frac)
     if min_distance > 0:
         _check_overlaps(s, float(min_distance), ignore_pairs_within)
+
+
+def check_lattice_lengths(matrix: np.ndarray, what: str = "cell") -> None:
+    """Raise :class:`StructureError` when a lattice vector (a row of the finite ``matrix``) is
+    longer than :data:`MAX_LATTICE_LENGTH` Å."""
+    with np.errstate(over="ignore"):
+        lengths = np.linalg.norm(np.asarray(matrix, dtype=float), axis=1)
+    k = int(np.argmax(lengths))
+    if lengths[k] > MAX_LATTICE_LENGTH:
+        raise StructureError(
+            f"absurd {what}: lattice vector {'abc'[k]} is {lengths[k]:.3g} Å long (maximum {MAX_LATTICE_LENGTH:g} Å)"
+        )
+
+
+def _check_extent(s: Structure, matrix: np.ndarray, frac: np.ndarray) -> None:
+    """Lattice vectors up to :data:`MAX_LATTICE_LENGTH` Å, coordinates up to
+    :data:`MAX_FRACTIONAL` cells out (a cell of sane volume can still be written absurdly skewed)."""
+    check_lattice_lengths(matrix)
+    far = np.abs(frac).max(axis=1)
+    i = int(np.argmax(far))
+    if far[i] > MAX_FRACTIONAL:
+        raise StructureError(
+            f"site {i} ({_site_label(s, i)}) lies {far[i]:.3g} cells outside the unit cell (maximum {MAX_FRACTIONAL:g})"
+        )
 
 
 def _site_comp(s: Structure, i: int) -> str:
@@ -429,15 +473,32 @@ def _site_label(s: Structure, i: int) -> str:
 
 
 def _check_overlaps(s: Structure, min_distance: float, ignore: Iterable[int] | None) -> None:
-    centre, neighbour, _, dist = s.get_neighbor_list(min_distance, numerical_tol=1e-8, exclude_self=False)
-    # exclude_self=False keeps an atom's own periodic images; drop only the atom itself (offset 0)
-    keep = ~((centre == neighbour) & (dist <= 1e-8))
-    keep &= dist < min_distance
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    mask = np.zeros(len(s), dtype=bool)
     if ignore is not None:
-        mask = np.zeros(len(s), dtype=bool)
         idx = np.fromiter((int(i) for i in ignore), dtype=np.int64)
         mask[idx[(idx >= 0) & (idx < len(s))]] = True
-        keep &= ~(mask[centre] & mask[neighbour])
+    if mask.all():
+        return
+    # search the LLL-reduced cell with the coordinates wrapped into it: the same distances (and
+    # site order), at the cost of the crystal, not of a skewed cell or far-out coordinates
+    matrix = np.ascontiguousarray(s.lattice.get_lll_reduced_lattice().matrix, dtype=float)
+    shortest = float(np.linalg.norm(matrix, axis=1).min())
+    if shortest < min_distance:  # every atom is on its own image; a search would scan ~1/shortest cells
+        i = int(np.argmin(mask))  # the first atom that is checked
+        raise StructureError(
+            f"overlapping atoms: site {i} ({_site_label(s, i)}) is {shortest:.2f} Å from its own periodic image "
+            f"(minimum {min_distance:g} Å)"
+        )
+    cart = np.ascontiguousarray((s.lattice.get_lll_frac_coords(s.frac_coords) % 1.0) @ matrix)
+    centre, neighbour, _, dist = find_points_in_spheres(
+        cart, cart, r=min_distance, pbc=np.ones(3, dtype=np.int64), lattice=matrix, tol=1e-8
+    )
+    # the search finds an atom's own periodic images too; drop only the atom itself (offset 0)
+    keep = ~((centre == neighbour) & (dist <= 1e-8))
+    keep &= dist < min_distance
+    keep &= ~(mask[centre] & mask[neighbour])
     if not keep.any():
         return
     centre, neighbour, dist = centre[keep], neighbour[keep], dist[keep]

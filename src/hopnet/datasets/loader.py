@@ -156,8 +156,10 @@ def read_json_list(path: Path) -> tuple[list, str]:
     sha = hashlib.sha256(raw).hexdigest()
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # bad JSON or encoding, an integer of more digits than Python converts
         raise DataError(f"{path}: malformed JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON (nested too deeply)") from None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of entries, got {type(data).__name__}")
     return data, sha
@@ -186,12 +188,26 @@ def _check_atoms(atoms: Any, eid: str, path: Path) -> int:
     return len(xyz)
 
 
+def _check_symbols(elements: list[str], eid: str, path: Path) -> None:
+    from pymatgen.core import Element
+
+    unknown = sorted(sym for sym in set(elements) if not Element.is_valid_symbol(sym))
+    if unknown:
+        raise DataError(f"{path.name}: entry {eid} has an unknown element {unknown[0]!r}")
+
+
 def _check_target(t: Any, eid: str, path: Path) -> float:
     if isinstance(t, bool) or not isinstance(t, (int, float)):
         raise DataError(f"{path.name}: entry {eid} has a non-numeric target {t!r}")
-    if not math.isfinite(t):
+    try:
+        value = float(t)
+    except OverflowError:  # a JSON integer beyond the float range
+        raise DataError(
+            f"{path.name}: entry {eid} has a target out of the float range ({t.bit_length()}-bit integer)"
+        ) from None
+    if not math.isfinite(value):
         raise DataError(f"{path.name}: entry {eid} has a non-finite target {t!r}")
-    return float(t)
+    return value
 
 
 def _number_or_text(v: str) -> Any:
@@ -259,6 +275,8 @@ def build_entries(records: list, fmt: str, path: Path, metadata: dict[str, dict]
             if rec.get("jid") is None:
                 raise DataError(f"{path.name}: entry #{i} has no jid")
             eid = str(rec["jid"])
+        if not eid.isprintable():  # ids end up in messages, reports and CSV files
+            raise DataError(f"{path.name}: entry #{i} has an id with line breaks or control characters: {eid!r}")
         if eid in seen:
             raise DataError(f"{path.name}: duplicate entry id {eid}")
         seen.add(eid)
@@ -272,6 +290,7 @@ def build_entries(records: list, fmt: str, path: Path, metadata: dict[str, dict]
                     f"{path.name}: entry {eid} is not a band (atoms 0-{N_BAND_IMAGES - 1} must be "
                     f"the same mobile ion, followed by the host)"
                 )
+            _check_symbols(el, eid, path)  # the compound key parses them
             extra = (metadata or {}).get(eid, {})
             meta = {**extra, **meta}
             if "class" in extra and "class" in rec and extra["class"] != rec["class"]:
