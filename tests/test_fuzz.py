@@ -175,69 +175,24 @@ def assert_sane_path(p: Any, validated: bool) -> None:
 
 # --------------------------------------------------------------------------- seed files
 
-CSCL_CIF = """data_CsCl
-_symmetry_space_group_name_H-M   'P m -3 m'
-_cell_length_a   4.123
-_cell_length_b   4.123
-_cell_length_c   4.123
-_cell_angle_alpha   90.0
-_cell_angle_beta   90.0
-_cell_angle_gamma   90.0
-_symmetry_Int_Tables_number   221
-loop_
- _atom_site_label
- _atom_site_type_symbol
- _atom_site_fract_x
- _atom_site_fract_y
- _atom_site_fract_z
- _atom_site_occupancy
- Cs1  Cs  0.0  0.0  0.0  1.0
- Cl1  Cl  0.5  0.5  0.5  1.0
-"""
+def _cif(name: str, abc: tuple[float, float, float], sites: str, symmetry: str) -> str:
+    """A small orthogonal-cell CIF: ``symmetry`` lines, then the site loop (label, symbol, x y z, occupancy)."""
+    a, b, c = abc
+    return (f"data_{name}\n_cell_length_a   {a}\n_cell_length_b   {b}\n_cell_length_c   {c}\n"
+            "_cell_angle_alpha   90.0\n_cell_angle_beta   90.0\n_cell_angle_gamma   90.0\n" + symmetry +
+            "loop_\n _atom_site_label\n _atom_site_type_symbol\n _atom_site_fract_x\n _atom_site_fract_y\n"
+            " _atom_site_fract_z\n _atom_site_occupancy\n" + sites)
 
-LIFEPO4_CIF = """data_LiFePO4
-_symmetry_space_group_name_H-M   'P n m a'
-_cell_length_a   10.332
-_cell_length_b   6.010
-_cell_length_c   4.692
-_cell_angle_alpha   90.0
-_cell_angle_beta   90.0
-_cell_angle_gamma   90.0
-loop_
- _atom_site_label
- _atom_site_type_symbol
- _atom_site_fract_x
- _atom_site_fract_y
- _atom_site_fract_z
- _atom_site_occupancy
- Li1  Li  0.0     0.0     0.0     1.0
- Fe1  Fe  0.2822  0.25    0.9747  1.0
- P1   P   0.0948  0.25    0.4182  1.0
- O1   O   0.0968  0.25    0.7428  1.0
- O2   O   0.4571  0.25    0.2060  1.0
- O3   O   0.1656  0.0465  0.2848  1.0
-"""
 
-ONE_ATOM_CIF = """data_Po
-_cell_length_a   3.359
-_cell_length_b   3.359
-_cell_length_c   3.359
-_cell_angle_alpha   90.0
-_cell_angle_beta   90.0
-_cell_angle_gamma   90.0
-_symmetry_space_group_name_H-M   'P 1'
-loop_
- _symmetry_equiv_pos_as_xyz
- 'x, y, z'
-loop_
- _atom_site_label
- _atom_site_type_symbol
- _atom_site_fract_x
- _atom_site_fract_y
- _atom_site_fract_z
- _atom_site_occupancy
- Po1  Po  0.0  0.0  0.0  1.0
-"""
+CSCL_CIF = _cif("CsCl", (4.123, 4.123, 4.123), " Cs1  Cs  0.0  0.0  0.0  1.0\n Cl1  Cl  0.5  0.5  0.5  1.0\n",
+                "_symmetry_space_group_name_H-M   'P m -3 m'\n_symmetry_Int_Tables_number   221\n")
+LIFEPO4_CIF = _cif("LiFePO4", (10.332, 6.010, 4.692),
+                   " Li1  Li  0.0     0.0     0.0     1.0\n Fe1  Fe  0.2822  0.25    0.9747  1.0\n"
+                   " P1   P   0.0948  0.25    0.4182  1.0\n O1   O   0.0968  0.25    0.7428  1.0\n"
+                   " O2   O   0.4571  0.25    0.2060  1.0\n O3   O   0.1656  0.0465  0.2848  1.0\n",
+                   "_symmetry_space_group_name_H-M   'P n m a'\n")
+ONE_ATOM_CIF = _cif("Po", (3.359, 3.359, 3.359), " Po1  Po  0.0  0.0  0.0  1.0\n",
+                    "_symmetry_space_group_name_H-M   'P 1'\nloop_\n _symmetry_equiv_pos_as_xyz\n 'x, y, z'\n")
 
 NACL_POSCAR = """Na4 Cl4 rock salt
 1.0
