@@ -46,6 +46,9 @@ def test_cross_validation_predicts_each_path_once_without_compound_leakage(small
     redone = cross_validate(spec, small_ds, tmp_path / "cv", n_folds=3)
     assert [r["metrics"] for r in redone] == [r["metrics"] for r in again]
     assert damaged.stat().st_mtime_ns != after[damaged.name]
+    # the folder holds results of this spec only
+    with pytest.raises(HopnetError, match="another model spec"):
+        cross_validate({**spec, "seeds": [1]}, small_ds, tmp_path / "cv", n_folds=3)
 
 
 def test_reproduce_quick_writes_tables_plots_and_provenance(small_ds, tmp_path):

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hopnet.datasets.splits import grouped_kfold, scenario_labels
+from hopnet.errors import HopnetError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV, classifier_metrics, regression_metrics
 from hopnet.provenance import atomic_write_text, run_record
 
@@ -45,7 +46,8 @@ def fit_spec(spec: dict, train_set: Any, out_dir: Path) -> Path:
     model_config = BarrierModelConfig.from_dict(spec.get("gnn", {}))
     training = dict(spec.get("training", {}))
     training.setdefault("progress_bar", False)
-    return train(train_set, model_config, TrainingConfig(**training), out_dir)
+    # a fold's work folder is fixed, so a killed run continues the fold from its last epoch
+    return train(train_set, model_config, TrainingConfig(**training), out_dir, resume=True)
 
 
 def run_fold(spec: dict, dataset: Any, train_idx: np.ndarray, test_idx: np.ndarray, out_file: Path,
@@ -93,7 +95,13 @@ def cross_validate(spec: dict, dataset: Any, out_dir: str | Path, n_folds: int =
     """Run (or resume) grouped K-fold CV of ``spec``; one JSON per (fold seed, fold) in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "spec.json", json.dumps(spec, indent=1, sort_keys=True))
+    spec_text = json.dumps(spec, indent=1, sort_keys=True)
+    spec_file = out_dir / "spec.json"
+    if spec_file.is_file() and spec_file.read_text() != spec_text:
+        # its fold files would be taken for results of this spec
+        raise HopnetError(f"{out_dir} holds cross-validation results of another model spec (spec.json "
+                          "differs); use another output folder or delete it")
+    atomic_write_text(spec_file, spec_text)
     records = []
     for fs in fold_seeds:
         splits = grouped_kfold(dataset, n_folds=n_folds, seed=fs)
