@@ -96,6 +96,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(level)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
+    # a resumed run writes into its own checkpoint folder on purpose
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def launched_worker() -> bool:
