@@ -231,6 +231,33 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 
 
+def test_temporaries_of_killed_writers_are_cleaned_up(tmp_path):
+    from hopnet.models.base import write_model_dir
+    from hopnet.provenance import atomic_write_text
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        target = tmp_path / "report.json"
+        stale = [tmp_path / f".report.json.{dead.pid}.tmp", tmp_path / f".report.json.{dead.pid}.3.tmp"]
+        live = tmp_path / f".report.json.{alive.pid}.tmp"  # a concurrent writer: kept
+        other = tmp_path / ".report.json.notes"  # not a temporary of ours: kept
+        for f in (*stale, live, other):
+            f.write_text("partial")
+        atomic_write_text(target, "{}")
+        assert target.read_text() == "{}" and live.exists() and other.exists()
+        assert not any(f.exists() for f in stale)
+        half = tmp_path / f".model.{dead.pid}.abc123"  # a model folder whose writer was killed
+        half.mkdir()
+        (half / "weights.pt").write_bytes(b"half")
+        write_model_dir(tmp_path / "model", {"kind": "classical"}, {}, lambda d: (d / "x.bin").write_bytes(b"1"))
+        assert not half.exists() and (tmp_path / "model" / "x.bin").is_file()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
 def test_results_file_survives_a_write_cut_short(tmp_path, caplog):
     from hopnet.errors import DataError
     from hopnet.provenance import append_jsonl, read_jsonl

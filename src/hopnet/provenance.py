@@ -99,6 +99,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     a crash or a SIGKILL at any point leaves either the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -109,6 +110,44 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> int:
+    """Delete the temporaries that writers killed before their rename left next to ``path``
+    (``.<name>.<pid>[.<anything>].tmp`` files and ``.<name>.<pid>.<anything>`` folders) whose
+    process no longer runs; those of live processes (concurrent writers) are kept. Returns how
+    many were removed."""
+    import glob
+    import shutil
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        return 0
+    removed = 0
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        pid_text = p.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.endswith(".tmp"):
+            p.unlink(missing_ok=True)
+        else:
+            continue
+        removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not a pid: keep the file
+    return True
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from hopnet.errors import HopnetError
+from hopnet.provenance import remove_stale_temporaries
 
 _STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".cssr", ".res", ".xsf", ".cell"}
 _STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
@@ -241,6 +242,7 @@ class _StreamedOutputs:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{len(self._moves)}.tmp")
         tmp.unlink(missing_ok=True)  # a leftover of a killed run with the same pid
+        remove_stale_temporaries(target)  # and those of killed runs
         self._moves.append((tmp, target))
         return tmp
 

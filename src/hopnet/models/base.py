@@ -176,9 +176,12 @@ def write_model_dir(
 ) -> Path:
     """Write a model folder atomically: everything goes to a temporary sibling folder which then
     replaces ``folder`` in one rename, so a crash never leaves a half-written model."""
+    from hopnet.provenance import remove_stale_temporaries
+
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    remove_stale_temporaries(folder)  # half-written folders of killed writers
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.", dir=folder.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is for every user
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
