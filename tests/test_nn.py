@@ -317,9 +317,13 @@ def test_bond_pair_stream_around_frozen_eval_mode_layers(freeze):
         torch.testing.assert_close(g_f[name], g_r[name], rtol=1e-7, atol=1e-9, msg=name)
 
 
-def test_fused_training_step_keeps_no_bond_pair_inputs():
+def test_fused_training_step_keeps_no_bond_pair_inputs(monkeypatch):
     """Saved for backward in a fused training step: of the [T, H] bond-pair tensors only the gate
-    pre-activations m_l (one per ALIGNN layer); the stream keeps the last t; reference keeps more."""
+    pre-activations m_l (one per ALIGNN layer); the stream keeps the last t; reference keeps more.
+    (Widths up to KEEP_EMBEDDING_WIDTH keep the angle embedding's activations on purpose: off here.)"""
+    import hopnet.nn.fused as fused
+
+    monkeypatch.setattr(fused, "KEEP_EMBEDDING_WIDTH", 0)
     b = batch_of([srtio3(), nacl()])
     t_rows = b.lg_edge_index.shape[1]
     counts = {}
@@ -349,7 +353,11 @@ def test_bond_pair_stream_backward_twice_is_a_clear_error():
         loss.backward()
 
 
-def test_gaussian_mlp_matches_modules_and_passes_gradcheck():
+@pytest.mark.parametrize("keep_width", [0, 64], ids=["recompute", "keep"])
+def test_gaussian_mlp_matches_modules_and_passes_gradcheck(monkeypatch, keep_width):
+    import hopnet.nn.fused as fused
+
+    monkeypatch.setattr(fused, "KEEP_EMBEDDING_WIDTH", keep_width)  # output width 5: kept iff 64
     torch.manual_seed(11)
     rbf = RBFExpansion(-1.0, 1.0, 6)
     mlp1, mlp2 = MLPLayer(6, 4).double(), MLPLayer(4, 5).double()

@@ -11,7 +11,8 @@ but keeps far fewer edge-sized ([E, H]) tensors alive between forward and backwa
   its input and the per-channel statistics and recomputes the normalised values in backward;
 * :func:`gaussian_mlp` (Gaussian basis -> Linear -> BN -> SiLU -> Linear -> BN -> SiLU, the
   bond-length and bond-angle embeddings) saves only its scalar input and the batch statistics
-  and recomputes everything else in backward;
+  and recomputes everything else in backward (up to :data:`KEEP_EMBEDDING_WIDTH` output
+  features it keeps the activations instead: there the recompute costs more than it saves);
 * :class:`BondPairStream` lets the line-graph convolutions drop their bond-pair inputs ``t_l``:
   with the residual update ``t_{l+1} = t_l + silu(bn(m_l))`` each ``t_l`` is rebuilt in the
   backward pass as ``t_{l+1} - silu(bn(m_l))`` from the next one (the batch-norm output is
@@ -38,6 +39,9 @@ from hopnet.errors import HopnetError
 _aten = torch.ops.aten
 
 CHUNK_ELEMENTS = 1 << 20  # elements per block of rows (4 MB in float32)
+#: gaussian_mlp keeps its activations (instead of recomputing them in backward) up to this output
+#: width: at small widths the recompute costs more time than the memory it saves is worth
+KEEP_EMBEDDING_WIDTH = 64
 
 
 class BondPairStreamError(HopnetError, RuntimeError):
@@ -336,30 +340,36 @@ class _GaussianMLP(torch.autograd.Function):
     """silu(bn2(W2 silu(bn1(W1 rbf(d) + b1)) + b2)), saving only d and the batch statistics."""
 
     @staticmethod
-    def forward(ctx, d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers, gamma, bn1, bn2):  # type: ignore[override]
+    def forward(ctx, d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers, gamma, bn1, bn2, keep):  # type: ignore[override]
         rbf = torch.exp(-gamma * (d.unsqueeze(-1) - centers).square())
-        y1, mean1, invstd1 = _aten.native_batch_norm(torch.addmm(b1, rbf, w1.t()), g1, beta1, *bn1)
-        del rbf
+        x1 = torch.addmm(b1, rbf, w1.t())
+        y1, mean1, invstd1 = _aten.native_batch_norm(x1, g1, beta1, *bn1)
         F.silu(y1, inplace=True)
-        out, mean2, invstd2 = _aten.native_batch_norm(torch.addmm(b2, y1, w2.t()), g2, beta2, *bn2)
-        del y1
+        x2 = torch.addmm(b2, y1, w2.t())
+        out, mean2, invstd2 = _aten.native_batch_norm(x2, g2, beta2, *bn2)
         F.silu(out, inplace=True)
+        kept = (rbf, x1, y1, x2) if keep else ()
         ctx.save_for_backward(d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers,
-                              mean1, invstd1, mean2, invstd2)
+                              mean1, invstd1, mean2, invstd2, *kept)
         ctx.gamma = gamma
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers, mean1, invstd1, mean2, invstd2 = ctx.saved_tensors
+        d, w1, b1, g1, beta1, w2, b2, g2, beta2, centers, mean1, invstd1, mean2, invstd2, *kept = ctx.saved_tensors
         need = ctx.needs_input_grad
         gamma = ctx.gamma
-        delta = d.unsqueeze(-1) - centers
-        rbf = torch.exp(-gamma * delta.square())                          # recomputed, [M, K]
-        x1 = torch.addmm(b1, rbf, w1.t())
-        y1 = F.silu(torch.addcmul(beta1 - mean1 * invstd1 * g1, x1, invstd1 * g1))
-        x2 = torch.addmm(b2, y1, w2.t())
+        delta = None
+        if kept:                                                          # small widths: saved
+            rbf, x1, y1, x2 = kept
+            del kept
+        else:                                                             # recomputed, [M, K] ...
+            delta = d.unsqueeze(-1) - centers
+            rbf = torch.exp(-gamma * delta.square())
+            x1 = torch.addmm(b1, rbf, w1.t())
+            y1 = F.silu(torch.addcmul(beta1 - mean1 * invstd1 * g1, x1, invstd1 * g1))
+            x2 = torch.addmm(b2, y1, w2.t())
         gx2, gg2, gbeta2 = _bn_silu_backward(grad, x2, g2, beta2, mean2, invstd2, True)
         del x2
         gw2 = gx2.t().mm(y1) if need[5] else None
@@ -372,9 +382,11 @@ class _GaussianMLP(torch.autograd.Function):
         gb1 = gx1.sum(0) if need[2] else None
         gd = None
         if need[0]:   # d rbf_k / d d = -2 gamma (d - mu_k) rbf_k
+            if delta is None:
+                delta = d.unsqueeze(-1) - centers
             gd = (gx1.mm(w1).mul_(rbf).mul_(delta)).sum(1).mul_(-2.0 * gamma)
         return (gd, gw1, gb1, gg1 if need[3] else None, gbeta1 if need[4] else None, gw2, gb2,
-                gg2 if need[7] else None, gbeta2 if need[8] else None, None, None, None, None)
+                gg2 if need[7] else None, gbeta2 if need[8] else None, None, None, None, None, None)
 
 
 def gaussian_mlp(d: Tensor, centers: Tensor, gamma: float, mlp1, mlp2, update_stats: bool = True) -> Tensor:
@@ -390,6 +402,7 @@ def gaussian_mlp(d: Tensor, centers: Tensor, gamma: float, mlp1, mlp2, update_st
         running_mean, running_var, momentum = _stats_args(mlp.bn, update_stats)
         stats.append((running_mean, running_var, True, momentum, mlp.bn.eps))
     l1, l2 = mlp1.linear, mlp2.linear
+    keep = l2.weight.shape[0] <= KEEP_EMBEDDING_WIDTH  # output width
     return _GaussianMLP.apply(d, l1.weight, l1.bias, mlp1.bn.weight, mlp1.bn.bias, l2.weight, l2.bias,
                               mlp2.bn.weight, mlp2.bn.bias, centers.to(d.dtype), float(gamma),
-                              tuple(stats[0]), tuple(stats[1]))
+                              tuple(stats[0]), tuple(stats[1]), keep)
