@@ -3,28 +3,24 @@ sha256 trailer, checked when read, so a resume never starts from a truncated or 
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from hopnet.integrity import CorruptFileError, load_torch_sealed, write_sealed
+from hopnet.integrity import CorruptFileError, load_torch_sealed, save_torch_sealed
 
 
 class SealedCheckpointIO(TorchCheckpointIO):
-    """Lightning's ``torch.save`` checkpoints, stored with :func:`hopnet.integrity.write_sealed`
+    """Lightning's ``torch.save`` checkpoints, stored with :func:`hopnet.integrity.save_torch_sealed`
     (temporary file, fsync, rename; sha256 trailer) and verified by :func:`read_checkpoint`."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        buf = io.BytesIO()
-        torch.save(checkpoint, buf)
-        write_sealed(path, buf.getvalue())
+        save_torch_sealed(checkpoint, path)
 
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
