@@ -35,7 +35,7 @@ from pymatgen.core import Element, Structure
 
 from hopnet.errors import HopnetError, PathError, StructureError
 from hopnet.structures import (
-    check_lattice_lengths,
+    check_cell,
     from_jarvis,
     to_jarvis,
     to_structure,
@@ -106,21 +106,6 @@ def _check_n_images(n: Any) -> int:
     return int(n)
 
 
-def _check_cell(s: Structure, what: str) -> None:
-    """What every distance in ``s``'s cell needs, checked before the first one: a finite lattice of
-    sane vector lengths (:func:`~hopnet.structures.check_lattice_lengths`) and non-zero volume
-    (the full checks are :func:`validate_structure`'s)."""
-    matrix = np.asarray(s.lattice.matrix, dtype=float)
-    if not np.isfinite(matrix).all():
-        raise StructureError(f"{what} lattice contains NaN or infinite values")
-    check_lattice_lengths(matrix, f"{what} cell")
-    volume = abs(float(np.linalg.det(matrix)))
-    if not volume > 1e-8:
-        raise StructureError(
-            f"degenerate {what} cell: volume {volume:.3g} Å^3 (lattice vectors are linearly dependent)"
-        )
-
-
 @dataclass(eq=False, repr=False)
 class MigrationPath:
     """A hop of ``ion`` from ``initial_frac`` to ``final_frac`` (fractional coordinates of
@@ -152,7 +137,7 @@ class MigrationPath:
         self.initial_frac = _as_frac3(self.initial_frac, "initial")
         self.final_frac = _as_frac3(self.final_frac, "final")
         self.n_images = _check_n_images(self.n_images)
-        _check_cell(self.host, "host")
+        check_cell(self.host.lattice.matrix, "host")
         if not isinstance(self.image_convention, str) or self.image_convention not in IMAGE_CONVENTIONS:
             raise PathError(
                 f"image_convention {self.image_convention!r} is not one of {', '.join(IMAGE_CONVENTIONS)}"
@@ -357,7 +342,7 @@ class MigrationPath:
         b = _as_frac3(final_frac, "final")
         frac = np.asarray(s.frac_coords, dtype=float)
         if len(s):
-            _check_cell(s, "structure")
+            check_cell(s.lattice.matrix, "structure")
             dist = s.lattice.get_all_distances(np.vstack([a, b]), frac)  # (2, N) Å
             is_ion = np.array([_symbol(sp) == ion for sp in s.species]) if s.is_ordered else np.zeros(len(s), bool)
             keep = ~(is_ion & (dist.min(axis=0) < site_tolerance))

@@ -398,10 +398,10 @@ def validate_structure(
 ) -> None:
     """Raise :class:`StructureError` if ``s`` is not a physical, ordered crystal.
 
-    Checks, in order: at least one atom (and at most ``max_atoms``); finite lattice and
-    coordinates; ordered sites of real elements; a non-degenerate cell with volume per atom
-    within ``volume_per_atom`` (Å^3); lattice vectors up to :data:`MAX_LATTICE_LENGTH` Å and
-    coordinates up to :data:`MAX_FRACTIONAL` cells out; no two atoms (periodic images included,
+    Checks, in order: at least one atom (and at most ``max_atoms``); a finite, non-degenerate
+    lattice with vectors up to :data:`MAX_LATTICE_LENGTH` Å (:func:`check_cell`); finite
+    coordinates; ordered sites of real elements; volume per atom within ``volume_per_atom``
+    (Å^3); coordinates up to :data:`MAX_FRACTIONAL` cells out; no two atoms (periodic images included,
     an atom and its own image too) closer than ``min_distance`` Å. Pairs whose both sites are in
     ``ignore_pairs_within`` are not checked (e.g. ``range(5)`` for the superimposed ion images of
     a band). The message names the closest offending pair (in a cell with a lattice vector
@@ -413,8 +413,7 @@ def validate_structure(
     if max_atoms is not None and n > max_atoms:
         raise StructureError(f"too many atoms: {n} (maximum {max_atoms})")
     matrix = np.asarray(s.lattice.matrix, dtype=float)
-    if not np.all(np.isfinite(matrix)):
-        raise StructureError("lattice contains NaN or infinite values")
+    check_cell(matrix)
     frac = np.asarray(s.frac_coords, dtype=float)
     bad = ~np.all(np.isfinite(frac), axis=1)
     if bad.any():
@@ -427,35 +426,41 @@ def validate_structure(
         if isinstance(sp, DummySpecies) or not Element.is_valid_symbol(_symbol(sp)):
             raise StructureError(f"unknown element {_symbol(sp)!r} at site {i}")
     volume = abs(float(np.linalg.det(matrix)))
-    if not volume > 1e-8:
-        raise StructureError("degenerate cell: volume is 0 Å^3 (lattice vectors are linearly dependent)")
     lo, hi = volume_per_atom
     per_atom = volume / n
     if not lo <= per_atom <= hi:
         raise StructureError(
             f"absurd cell volume: {per_atom:.3g} Å^3 per atom (allowed {lo:g} to {hi:g} Å^3 per atom)"
         )
-    _check_extent(s, matrix, frac)
+    _check_extent(s, frac)
     if min_distance > 0:
         _check_overlaps(s, float(min_distance), ignore_pairs_within)
 
 
-def check_lattice_lengths(matrix: np.ndarray, what: str = "cell") -> None:
-    """Raise :class:`StructureError` when a lattice vector (a row of the finite ``matrix``) is
-    longer than :data:`MAX_LATTICE_LENGTH` Å."""
+def check_cell(matrix: np.ndarray, name: str = "") -> None:
+    """Raise :class:`StructureError` unless the lattice ``matrix`` (rows are vectors) is finite,
+    has vectors up to :data:`MAX_LATTICE_LENGTH` Å and a non-zero volume: what every distance in
+    the cell needs. ``name`` (e.g. "host") prefixes the messages."""
+    label = f"{name} " if name else ""
+    matrix = np.asarray(matrix, dtype=float)
+    if not np.all(np.isfinite(matrix)):
+        raise StructureError(f"{label}lattice contains NaN or infinite values")
     with np.errstate(over="ignore"):
-        lengths = np.linalg.norm(np.asarray(matrix, dtype=float), axis=1)
+        lengths = np.linalg.norm(matrix, axis=1)
     k = int(np.argmax(lengths))
     if lengths[k] > MAX_LATTICE_LENGTH:
+        raise StructureError(f"absurd {label}cell: lattice vector {'abc'[k]} is {lengths[k]:.3g} Å long "
+                             f"(maximum {MAX_LATTICE_LENGTH:g} Å)")
+    volume = abs(float(np.linalg.det(matrix)))
+    if not volume > 1e-8:
         raise StructureError(
-            f"absurd {what}: lattice vector {'abc'[k]} is {lengths[k]:.3g} Å long (maximum {MAX_LATTICE_LENGTH:g} Å)"
+            f"degenerate {label}cell: volume {volume:.3g} Å^3 (lattice vectors are linearly dependent)"
         )
 
 
-def _check_extent(s: Structure, matrix: np.ndarray, frac: np.ndarray) -> None:
-    """Lattice vectors up to :data:`MAX_LATTICE_LENGTH` Å, coordinates up to
-    :data:`MAX_FRACTIONAL` cells out (a cell of sane volume can still be written absurdly skewed)."""
-    check_lattice_lengths(matrix)
+def _check_extent(s: Structure, frac: np.ndarray) -> None:
+    """Coordinates up to :data:`MAX_FRACTIONAL` cells out (a cell of sane volume can still be
+    written absurdly skewed; the lattice vector lengths are :func:`check_cell`'s)."""
     far = np.abs(frac).max(axis=1)
     i = int(np.argmax(far))
     if far[i] > MAX_FRACTIONAL:
