@@ -157,9 +157,11 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, sort_keys=True, default=_jsonable)
     if path.is_file() and path.stat().st_size:
-        data = path.read_bytes()
-        if not data.endswith(b"\n"):
-            os.truncate(path, data.rfind(b"\n") + 1)
+        with open(path, "rb") as fh:  # only the last byte, unless there is a fragment to cut
+            fh.seek(-1, os.SEEK_END)
+            whole = fh.read(1) == b"\n"
+        if not whole:
+            os.truncate(path, path.read_bytes().rfind(b"\n") + 1)
     with open(path, "a") as fh:
         fh.write(text + "\n")
         fh.flush()
