@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from hopnet.errors import PathError, StructureError
+from hopnet.structures import perpendicular_widths
 
 __all__ = ["InterstitialSite", "PAD", "default_min_distance", "expand_sites", "fill_sites", "find_interstitials",
            "symmetry_orbit"]
@@ -166,7 +167,7 @@ def _voronoi_vertices(host: Any) -> np.ndarray:
     from scipy.spatial import QhullError, Voronoi
 
     m = np.asarray(host.lattice.matrix, dtype=float)
-    widths = abs(np.linalg.det(m)) / np.linalg.norm(np.cross(m[[1, 2, 0]], m[[2, 0, 1]]), axis=1)
+    widths = perpendicular_widths(m)
     pad = PAD / widths  # padding in fractions of each axis
     n = np.ceil(pad).astype(int)
     frac = _wrap(np.asarray(host.frac_coords, dtype=float))

@@ -53,6 +53,7 @@ import numpy as np
 
 from hopnet.errors import HopnetError, PathError, StructureError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
+from hopnet.structures import perpendicular_widths
 
 log = logging.getLogger(__name__)
 
@@ -427,8 +428,7 @@ def band_supercell(lattice: Any, min_image_distance: float) -> np.ndarray:
     """Diagonal ``(n1, n2, n3)`` of the smallest diagonal supercell of ``lattice`` (pymatgen
     Lattice) whose perpendicular widths are all at least ``min_image_distance`` Å (scaling axis k
     by n_k scales the width across it by n_k); ones when the distance is 0."""
-    m = np.asarray(lattice.matrix, dtype=float)
-    widths = abs(np.linalg.det(m)) / np.linalg.norm(np.cross(m[[1, 2, 0]], m[[2, 0, 1]]), axis=1)
+    widths = perpendicular_widths(lattice.matrix)
     if not min_image_distance > 0:
         return np.ones(3, dtype=int)
     return np.maximum(1, np.ceil(float(min_image_distance) / widths - 1e-9)).astype(int)

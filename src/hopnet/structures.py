@@ -437,6 +437,14 @@ def validate_structure(
         _check_overlaps(s, float(min_distance), ignore_pairs_within)
 
 
+def perpendicular_widths(lattice: np.ndarray) -> np.ndarray:
+    """Distances (Å) between opposite faces of the cell, across a, b and c: volume / face area."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    volume = abs(float(np.linalg.det(lattice)))
+    areas = np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
+    return volume / areas
+
+
 def check_cell(matrix: np.ndarray, name: str = "") -> None:
     """Raise :class:`StructureError` unless the lattice ``matrix`` (rows are vectors) is finite,
     has vectors up to :data:`MAX_LATTICE_LENGTH` Å and a non-zero volume: what every distance in

@@ -24,6 +24,7 @@ import numpy as np
 
 from hopnet.errors import StructureError
 from hopnet.graphs.config import check_graph_memory
+from hopnet.structures import perpendicular_widths
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,6 @@ class NeighborEdges:
     vec: np.ndarray
     dist: np.ndarray
     cutoff: float
-
-
-def perpendicular_widths(lattice: np.ndarray) -> np.ndarray:
-    """Distances (Å) between opposite faces of the cell, across a, b and c: volume / face area."""
-    lattice = np.asarray(lattice, dtype=np.float64)
-    volume = abs(float(np.linalg.det(lattice)))
-    areas = np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
-    return volume / areas
 
 
 def search_cost(lattice: np.ndarray, n_atoms: int, radius: float) -> tuple[float, float, float]:
