@@ -556,3 +556,138 @@ def test_wrong_feature_width_is_a_clear_error():
     model = AlignnEncoder(EncoderConfig.small(atom_input_features=93))
     with pytest.raises(GraphInputError, match=r"\[N, 93\]"):
         model(batch_of([nacl()]))
+
+
+# ----------------------------------------------------------------------------- distinct angles
+def test_graph_holds_its_distinct_angles_and_batches_them():
+    """lg_angle holds each distinct bond-angle cosine once and lg_angle_index points every bond
+    pair at its own; rutile's symmetry leaves few distinct angles; batching offsets the index."""
+    g, h = graph(rutile_tio2()), graph(srtio3())
+    for x in (g, h):
+        assert torch.equal(x.lg_angle[x.lg_angle_index], x.lg_cos)
+        assert x.lg_angle.unique().numel() == x.lg_angle.numel()
+    assert g.lg_angle.numel() < 0.2 * g.lg_cos.numel()
+    b = Batch.from_data_list([g, h])
+    assert torch.equal(b.lg_angle[b.lg_angle_index], b.lg_cos)
+    assert b.lg_angle.numel() == g.lg_angle.numel() + h.lg_angle.numel()
+    assert torch.equal(b.get_example(1).lg_angle_index, h.lg_angle_index)
+
+
+def test_gaussian_mlp_on_distinct_values_equals_the_expanded_batch():
+    """Distinct values with counts give the rows, the running statistics and (summed over the
+    repeated rows) the gradients of the expanded batch; gradcheck on the counted form."""
+    torch.manual_seed(12)
+    rbf = RBFExpansion(-1.0, 1.0, 6)
+    values = torch.rand(7, dtype=torch.float64) * 2 - 1
+    counts = torch.tensor([3, 1, 5, 2, 0, 4, 1], dtype=torch.float64)   # 0: an angle a crop removed
+    index = torch.repeat_interleave(torch.arange(7), counts.long())
+    pairs = [(MLPLayer(6, 4).double(), MLPLayer(4, 5).double()) for _ in range(2)]
+    pairs[1][0].load_state_dict(pairs[0][0].state_dict())
+    pairs[1][1].load_state_dict(pairs[0][1].state_dict())
+    weight = torch.randn(int(counts.sum()), 5, dtype=torch.float64)
+    outs, grads = [], []
+    for (mlp1, mlp2), compact in zip(pairs, (True, False)):
+        if compact:
+            out = gaussian_mlp(values, rbf.centers, rbf.gamma, mlp1, mlp2, counts=counts)[index]
+        else:
+            out = gaussian_mlp(values[index], rbf.centers, rbf.gamma, mlp1, mlp2)
+        (out * weight).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for m in (mlp1, mlp2) for p in m.parameters()])
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    for a, c in zip(grads[0], grads[1]):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+    for a, c in zip(pairs[0], pairs[1]):
+        torch.testing.assert_close(a.bn.running_mean, c.bn.running_mean)
+        torch.testing.assert_close(a.bn.running_var, c.bn.running_var)
+    m1, m2 = pairs[0]
+    params = [p.detach().clone().requires_grad_() for m in (m1, m2) for p in m.parameters()]
+
+    def fn(*ps):
+        s1, s2 = SimpleMLP(*ps[:4], m1.bn.eps), SimpleMLP(*ps[4:], m2.bn.eps)
+        return gaussian_mlp(values, rbf.centers, rbf.gamma, s1, s2, update_stats=False, counts=counts)
+
+    assert torch.autograd.gradcheck(fn, tuple(params))
+
+
+def test_edge_gate_on_distinct_rows_equals_the_gathered_rows():
+    torch.manual_seed(6)
+    n, u, e, f = 5, 4, 14, 3
+    p = torch.randn(n, 4 * f, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(u, f, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(f, f, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(f, dtype=torch.float64, requires_grad=True)
+    src, dst, rows = torch.randint(0, n, (e,)), torch.randint(0, n, (e,)), torch.randint(0, u, (e,))
+    from types import SimpleNamespace
+
+    def gate(pp, xx, ww, bb):
+        return edge_gate(pp, xx, SimpleNamespace(out_features=f, weight=ww, bias=bb), src, dst, e_index=rows)
+
+    torch.testing.assert_close(gate(p, x, w, b), _edge_gate_fn(p, x[rows], w, b, src, dst),
+                               rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(gate, (p, x, w, b))
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_distinct_angle_encoder_equals_the_per_pair_encoder(layers):
+    """The fused encoder with the graphs' distinct angles, with distinct angles found at run time
+    (graphs without lg_angle) and plain autograd per bond pair: the same outputs, gradients and
+    running statistics in training, the same outputs in eval mode."""
+    b = batch_of([rutile_tio2(), srtio3(), nacl()])
+    plain = b.clone()
+    del plain.lg_angle, plain.lg_angle_index
+    runs = [_encoder_run("fused", b, layers), _encoder_run("fused", plain, layers),
+            _encoder_run("reference", b, layers)]
+    for out, grads, stats in runs[:2]:
+        ref_out, ref_grads, ref_stats = runs[2]
+        torch.testing.assert_close(out, ref_out, rtol=1e-9, atol=1e-10)
+        assert grads.keys() == ref_grads.keys()
+        for name in ref_grads:
+            torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-7, atol=1e-9, msg=name)
+        for name in ref_stats:
+            torch.testing.assert_close(stats[name], ref_stats[name], msg=name)
+    torch.manual_seed(3)
+    model = AlignnEncoder(EncoderConfig.small(alignn_layers=layers)).double()
+    with torch.no_grad():
+        model(b)
+        model.eval()
+        eval_outs = [model(x).pooled for x in (b, plain)]
+        model.config = EncoderConfig.small(alignn_layers=layers, implementation="reference")
+        eval_outs.append(model(b).pooled)
+    torch.testing.assert_close(eval_outs[0], eval_outs[2], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(eval_outs[1], eval_outs[2], rtol=1e-12, atol=1e-12)
+
+
+def test_inconsistent_angle_index_is_a_clear_error():
+    b = batch_of([nacl()])
+    b.lg_angle_index = b.lg_angle_index[:-1]
+    with pytest.raises(GraphInputError, match="lg_angle_index"):
+        AlignnEncoder(SMALL)(b)
+
+
+def test_segment_sums_equal_the_scatter_bit_for_bit():
+    """Segments.sum is index_add_ in the same summation order (empty groups give 0); the gated
+    aggregate and the edge gate give the same numbers and gradients with and without them."""
+    from hopnet.nn.fused import Segments
+
+    torch.manual_seed(8)
+    index = torch.randint(0, 40, (3000,))
+    index[index == 7] = 8                                  # an empty group
+    x = torch.randn(3000, 5)
+    seg = Segments(index, 41)
+    assert torch.equal(seg.sum(x), torch.zeros(41, 5).index_add_(0, index, x))
+    assert torch.equal(Segments(index[:0], 3).sum(x[:0]), torch.zeros(3, 5))
+    n, f = 40, 4
+    m = torch.randn(3000, f, dtype=torch.float64, requires_grad=True)
+    vh = torch.randn(n, f, dtype=torch.float64, requires_grad=True)
+    src = torch.sort(torch.randint(0, n, (3000,))).values
+    outs = []
+    for segments in (None, Segments(index, n)):
+        out = gated_aggregate(m, vh, src, index, 1e-6, segments)
+        outs.append((out, *torch.autograd.grad(out.sin().sum(), (m, vh))))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    small = slice(0, 30)
+    assert torch.autograd.gradcheck(
+        lambda a, b: gated_aggregate(a, b, src[small], index[small] % 6, 1e-6, Segments(index[small] % 6, n)),
+        (m[small].detach().requires_grad_(), vh.detach().requires_grad_()))

@@ -43,8 +43,8 @@ class GraphCache:
     truncated, altered or otherwise unreadable is rebuilt with a warning, never loaded.
     """
 
-    #: part of every key: bump when the file layout changes (2: sealed files)
-    FILE_VERSION = 2
+    #: part of every key: bump when the file layout changes (2: sealed files, 3: distinct angles)
+    FILE_VERSION = 3
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
@@ -84,7 +84,11 @@ class GraphCache:
         n, e = data["z"].shape[0], data["edge_index"].shape[1]
         if (data["x"].shape[0] != n or data["edge_index"].shape[0] != 2 or data["edge_vec"].shape[0] != e
                 or data["lg_edge_index"].shape[0] != 2
-                or data["lg_cos"].shape[0] != data["lg_edge_index"].shape[1]):
+                or data["lg_cos"].shape[0] != data["lg_edge_index"].shape[1]
+                or data["lg_angle_index"].shape != data["lg_cos"].shape
+                or (data["lg_angle_index"].numel()
+                    and not 0 <= int(data["lg_angle_index"].min()) <= int(data["lg_angle_index"].max())
+                    < data["lg_angle"].shape[0])):
             raise ValueError("inconsistent field shapes")
         return AlignnGraph(**data)
 

@@ -11,7 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hopnet.errors import HopnetError
 from hopnet.nn.config import EncoderConfig
-from hopnet.nn.fused import BondPairStream, gaussian_mlp
+from hopnet.nn.fused import BondPairStream, Segments, gaussian_mlp
 from hopnet.nn.layers import AlignnLayer, EdgeGatedGraphConv, MLPLayer, RBFExpansion
 from hopnet.nn.pooling import AttentionPooling, MeanPooling
 
@@ -40,11 +40,26 @@ class _Embedding(nn.Module):
         self.fused = fused
 
     def forward(self, d: Tensor, update_stats: bool = True) -> Tensor:
-        if (self.fused and self.training and self.mlp1.bn.training and self.mlp2.bn.training
-                and d.shape[0] > 0 and not torch.is_autocast_enabled(d.device.type)):
+        if self._fused_training(d):
             # one autograd node that keeps only d [M] (the bond-pair-sized activations are not saved)
             return gaussian_mlp(d, self.rbf.centers, self.rbf.gamma, self.mlp1, self.mlp2, update_stats)
         return self.mlp2(self.mlp1(self.rbf(d), update_stats), update_stats)
+
+    def _fused_training(self, d: Tensor) -> bool:
+        return (self.fused and self.training and self.mlp1.bn.training and self.mlp2.bn.training
+                and d.shape[0] > 0 and not torch.is_autocast_enabled(d.device.type))
+
+    def distinct(self, values: Tensor, counts: Tensor, update_stats: bool = True) -> Tensor | None:
+        """The embedding of distinct ``values`` [U], value ``u`` standing for ``counts[u]`` rows:
+        row ``u`` of the result is what :meth:`forward` gives each of those rows (batch-norm
+        statistics of the whole batch in training mode). None where that needs the expanded batch
+        (a training-mode batch norm outside the fused path)."""
+        if self._fused_training(values):
+            return gaussian_mlp(values, self.rbf.centers, self.rbf.gamma, self.mlp1, self.mlp2, update_stats,
+                                counts=counts)
+        if self.mlp1.bn.training or self.mlp2.bn.training:
+            return None
+        return self.mlp2(self.mlp1(self.rbf(values)))           # row-wise: exact on distinct values
 
 
 class AlignnEncoder(nn.Module):
@@ -105,6 +120,14 @@ class AlignnEncoder(nn.Module):
             if lg_cos.shape != (lg_edge_index.shape[1],):
                 raise GraphInputError(f"lg_cos has shape {tuple(lg_cos.shape)}, "
                                       f"expected ({lg_edge_index.shape[1]},)")
+            angle_index = getattr(batch, "lg_angle_index", None)
+            if angle_index is not None:
+                angles = getattr(batch, "lg_angle", None)
+                if (angles is None or angles.dim() != 1 or angle_index.shape != lg_cos.shape
+                        or (angle_index.numel() and int(angle_index.max()) >= angles.shape[0])):
+                    raise GraphInputError("lg_angle_index must index lg_angle once per bond pair "
+                                          f"(shapes {tuple(angle_index.shape)} and "
+                                          f"{None if angles is None else tuple(angles.shape)})")
         index = getattr(batch, "batch", None)
         if index is None:
             index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
@@ -126,25 +149,52 @@ class AlignnEncoder(nn.Module):
         if edge_extra is not None:
             e = e + edge_extra.to(dtype)
         ckpt = self.config.checkpointing and self.training and torch.is_grad_enabled()
-        t = None
+        autocast = torch.is_autocast_enabled(x.device.type)
+        fused = self.config.implementation == "fused"
+        t = t_index = None
         if self.angle_embedding is not None:
-            cos = lg_cos.to(dtype)
-            t = self._maybe_checkpoint(ckpt, self.angle_embedding, cos)
+            if fused and not ckpt and not autocast and lg_cos.shape[0] > 0:
+                t, t_index = self._distinct_angles(batch, lg_cos.to(dtype))
+            if t is None:
+                t = self._maybe_checkpoint(ckpt, self.angle_embedding, lg_cos.to(dtype))
         stream = None
-        if (self.config.implementation == "fused" and not ckpt and self.training and torch.is_grad_enabled()
-                and not torch.is_autocast_enabled(x.device.type)):
+        if fused and not ckpt and self.training and torch.is_grad_enabled() and not autocast:
             stream = BondPairStream()   # the bond-pair features are rebuilt in backward, not kept
+        segments = lg_segments = None
+        if fused and not ckpt:          # destinations sorted once for the sums of every layer
+            segments = Segments(edge_index[1], x.shape[0])
+            if self.alignn_layers:
+                lg_segments = Segments(lg_edge_index[1], edge_index.shape[1])
+                if t_index is not None:
+                    t_index = Segments(t_index, t.shape[0])
         for i, layer in enumerate(self.alignn_layers):
-            if stream is None:
+            if stream is None and t_index is None and segments is None:
                 h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
             else:
-                h, e, t = layer(h, e, t, edge_index, lg_edge_index, stream=stream, index=i)
+                h, e, t = layer(h, e, t, edge_index, lg_edge_index, stream=stream, index=i, t_index=t_index,
+                                lg_segments=lg_segments, segments=segments)
+                t_index = None          # from the first layer on, every bond pair has its own features
         if stream is not None and t is not None:
             stream.put(len(self.alignn_layers), t, owned=False)   # last layer kept its bond-pair update
         del stream
         for conv in self.gcn_layers:
-            h, e = conv(h, e, edge_index)
+            h, e = conv(h, e, edge_index, dst_segments=segments)
         return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, mask=pool_mask, num_graphs=num_graphs))
+
+    def _distinct_angles(self, batch: Any, cos: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """``(t, index)``: the angle embedding of each distinct bond angle [U, H] and, per bond
+        pair, the row of its angle [T] (``lg_angle``/``lg_angle_index`` of the batch, else
+        found here). Everything in the first line-graph layer that depends on the angle alone
+        then runs on U rows instead of T (U is 10-20 % of T in crystals). (None, None) when the
+        embedding cannot run on distinct values (see :meth:`_Embedding.distinct`)."""
+        index = getattr(batch, "lg_angle_index", None)
+        if index is not None:
+            angles = batch.lg_angle.to(cos.dtype)
+        else:
+            angles, index = torch.unique(cos, return_inverse=True)
+        counts = torch.bincount(index, minlength=angles.shape[0]).to(cos.dtype)
+        t = self.angle_embedding.distinct(angles, counts)
+        return (None, None) if t is None else (t, index)
 
     @staticmethod
     def _maybe_checkpoint(enabled: bool, module: nn.Module, *args: Any) -> Any:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hopnet.nn.fused import BondPairStream, batch_norm_silu, edge_gate, gated_aggregate
+from hopnet.nn.fused import BondPairStream, Segments, batch_norm_silu, edge_gate, gated_aggregate
 
 AGGREGATION_EPS = 1e-6  # added to the gate sum in the normalised aggregation (as upstream ALIGNN)
 
@@ -103,36 +103,58 @@ class EdgeGatedGraphConv(nn.Module):
 
     def forward(
         self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool = True,
-        stream: BondPairStream | None = None, index: int = 0,
+        stream: BondPairStream | None = None, index: int = 0, e_index: Tensor | Segments | None = None,
+        dst_segments: Segments | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``h`` [N, H] node features, ``e`` [E, H] edge features, ``edge_index`` [2, E] (src, dst).
         Returns the updated ``(h, e)`` (``e`` is None when ``edge_output=False``).
 
+        ``e_index`` [E] long (optional): ``e`` [U, H] holds distinct rows and edge ``r`` has the
+        features ``e[e_index[r]]`` (the bond-angle embedding of the first line-graph layer); the
+        fused implementation then computes ``C e`` once per distinct row (a
+        :class:`~hopnet.nn.fused.Segments` of that index makes its gradient sums faster). The
+        returned edge features are full [E, H]. ``dst_segments``: ``Segments(edge_index[1], N)``,
+        built here when not given (the encoder builds it once for all layers).
+
         ``stream`` (fused implementation, training mode): ``e`` is the ``index``-th bond-pair
         feature tensor of a :class:`~hopnet.nn.fused.BondPairStream`; it is not kept for the
         backward pass but rebuilt there from the updated edge features."""
+        e_segments = e_index if isinstance(e_index, Segments) else None
+        if e_segments is not None:
+            e_index = e_segments.index
         if self.fused:
-            return self._forward_fused(h, e, edge_index, update_stats, stream, index)
+            if dst_segments is None:
+                dst_segments = Segments(edge_index[1], h.shape[0])
+            return self._forward_fused(h, e, edge_index, update_stats, stream, index, e_index,
+                                       dst_segments, e_segments)
+        if e_index is not None:
+            e = e.index_select(0, e_index)
         return self._forward_reference(h, e, edge_index, update_stats)
 
     def _forward_fused(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool,
-                       stream: BondPairStream | None = None, index: int = 0):
+                       stream: BondPairStream | None, index: int, e_index: Tensor | None,
+                       dst_segments: Segments, e_segments: Segments | None):
         f = self.features
         src, dst = edge_index[0], edge_index[1]
-        if not (self.bn_edges is not None and self.bn_edges.training and e.shape[0] > 0):
+        rows = src.shape[0]
+        if not (self.bn_edges is not None and self.bn_edges.training and rows > 0):
             stream_edges = None                                   # no fused edge update to rebuild from
         else:
             stream_edges = stream
+        if e_index is not None:
+            stream = None                                         # compact e: small, kept as it is
         p = self.node_linear(h)                                   # [N, 4H] = [A h | B h | V h | W h]
-        m = edge_gate(p, e, self.edge_linear, src, dst, stream, index)   # A h[src] + B h[dst] + C e
+        # A h[src] + B h[dst] + C e
+        m = edge_gate(p, e, self.edge_linear, src, dst, stream, index, e_index, dst_segments, e_segments)
         if stream is not None and stream_edges is None:
             stream.put(index, e, owned=False)                     # the end of the stream: kept as is
-        x = p[:, 3 * f:] + gated_aggregate(m, p[:, 2 * f:3 * f], src, dst, AGGREGATION_EPS)
+        x = p[:, 3 * f:] + gated_aggregate(m, p[:, 2 * f:3 * f], src, dst, AGGREGATION_EPS, dst_segments)
         del p                                                     # nothing keeps [N, 4H] alive
         h_new = norm_silu(self.bn_nodes, x, h, True, update_stats)
         e_new = None
         if self.bn_edges is not None:
-            e_new = norm_silu(self.bn_edges, m, e, True, update_stats, stream_edges, index)
+            residual = e if e_index is None else e.index_select(0, e_index)
+            e_new = norm_silu(self.bn_edges, m, residual, True, update_stats, stream_edges, index)
         return h_new, e_new
 
     def _forward_reference(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool):
@@ -173,10 +195,15 @@ class AlignnLayer(nn.Module):
     def forward(
         self, h: Tensor, e: Tensor, t: Tensor, edge_index: Tensor, lg_edge_index: Tensor,
         update_stats: bool = True, stream: BondPairStream | None = None, index: int = 0,
+        t_index: Tensor | Segments | None = None, lg_segments: Segments | None = None,
+        segments: Segments | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """``stream``/``index``: the bond-pair features ``t`` are slot ``index`` of a
-        :class:`~hopnet.nn.fused.BondPairStream` (see :meth:`EdgeGatedGraphConv.forward`)."""
-        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats, stream, index)
-        h, e_new = self.graph_conv(h, e, edge_index, update_stats)
+        :class:`~hopnet.nn.fused.BondPairStream` (see :meth:`EdgeGatedGraphConv.forward`);
+        ``t_index``: ``t`` holds distinct rows, bond pair ``r`` has ``t[t_index[r]]``;
+        ``lg_segments``/``segments``: the destinations of the line graph / crystal graph as
+        :class:`~hopnet.nn.fused.Segments`."""
+        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats, stream, index, t_index, lg_segments)
+        h, e_new = self.graph_conv(h, e, edge_index, update_stats, dst_segments=segments)
         assert e_new is not None
         return h, e_new, t_new

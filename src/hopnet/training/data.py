@@ -84,8 +84,8 @@ def induced_subgraph(graph: AlignnGraph, keep: torch.Tensor) -> AlignnGraph:
             out[key] = node_id[value[:, ekeep]]
         elif key == "lg_edge_index":
             out[key] = edge_id[value[:, lkeep]]
-        elif key == "lg_cos":
-            out[key] = value[lkeep]
+        elif key in ("lg_cos", "lg_angle_index"):
+            out[key] = value[lkeep]             # lg_angle is kept whole (unused angles count 0)
         elif key in NODE_FIELDS:
             out[key] = value[keep]
         elif key in EDGE_FIELDS:
