@@ -168,7 +168,7 @@ class AlignnEncoder(nn.Module):
                 if t_index is not None:
                     t_index = Segments(t_index, t.shape[0])
         for i, layer in enumerate(self.alignn_layers):
-            if stream is None and t_index is None and segments is None:
+            if segments is None:        # checkpointing or the reference path (no stream, no t_index)
                 h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
             else:
                 h, e, t = layer(h, e, t, edge_index, lg_edge_index, stream=stream, index=i, t_index=t_index,

@@ -418,13 +418,12 @@ def weighted_batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: T
     centred = x - mean
     var = (w @ centred.square()).div_(total)
     invstd = (var + eps).rsqrt_()
-    if running_mean is not None:
-        with torch.no_grad():
+    with torch.no_grad():
+        if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
         if running_var is not None:
             unbiased = var * (total / (total - 1)) if total > 1 else var
-            with torch.no_grad():
-                running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
     y = centred.mul_(invstd * weight).add_(bias)
     return y, mean, invstd
 
