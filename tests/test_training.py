@@ -201,3 +201,19 @@ def test_bf16_mixed_precision_trains_and_predicts(tmp_path, entries):
     assert np.all(np.isfinite(pred.mean)) and pred.mean.shape == (len(entries),)
     with pytest.raises(TrainingConfigError, match="precision"):
         replace(TRAIN, precision="fp8")
+
+
+def test_every_training_run_tunes_the_allocator_unless_turned_off(tmp_path, entries, monkeypatch):
+    """``fit_module`` (``hopnet train``, the Python API, pre-training) applies the runtime tuning
+    the benchmarks measure; ``HOPNET_TUNE_ALLOCATOR=0`` leaves the allocator alone."""
+    import hopnet.runtime as runtime
+
+    calls = []
+    real = runtime.tune_allocator
+    monkeypatch.setattr(runtime, "tune_allocator", lambda: calls.append(1) or real())
+    train(entries, MODEL, replace(TRAIN, epochs=1, ensemble=2), tmp_path / "t")
+    assert len(calls) == 2  # once per member run (idempotent)
+
+    monkeypatch.setattr(runtime, "_done", False)
+    monkeypatch.setenv("HOPNET_TUNE_ALLOCATOR", "0")
+    assert real() is False and runtime._done is False

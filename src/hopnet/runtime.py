@@ -5,7 +5,9 @@ and gives it back to the kernel on free. ALIGNN's bond-pair tensors (tens of tho
 × hidden features) are far above that, so each training step pays for zero-filling and faulting
 in gigabytes of fresh pages: on this project's CPUs that was 3-4× the arithmetic
 (``benchmarks/encoder_micro.py --malloc-cache``). :func:`tune_allocator` keeps freed memory in
-the heap instead. It is called by hopnet's training and benchmark entry points, never at import.
+the heap instead. It is called by every hopnet training run (``hopnet.training.train.fit_module``,
+which ``hopnet train`` / ``pretrain`` / ``finetune`` / ``reproduce`` and the Python API all go
+through) and by the benchmarks, never at import. ``HOPNET_TUNE_ALLOCATOR=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 
 log = logging.getLogger(__name__)
@@ -23,10 +26,15 @@ _done = False
 
 
 def tune_allocator() -> bool:
-    """Keep large freed blocks in the heap (glibc only). Returns True when applied."""
+    """Keep large freed blocks in the heap (glibc only). Returns True when applied.
+
+    Process-wide and idempotent; a no-op (False) off Linux/glibc or with
+    ``HOPNET_TUNE_ALLOCATOR=0`` in the environment."""
     global _done
     if _done:
         return True
+    if os.environ.get("HOPNET_TUNE_ALLOCATOR", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
     if not sys.platform.startswith("linux"):
         return False
     try:

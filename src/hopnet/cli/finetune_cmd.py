@@ -35,10 +35,8 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from hopnet.datasets.multiprop import MultiPropertyDataset, load_finetune_data
-    from hopnet.runtime import tune_allocator
     from hopnet.training.pretrain import finetune, sample_indices
 
-    tune_allocator()
     training = training_config(args)
     ds = load_finetune_data(args.data, data_dir=args.data_dir)
     prop = args.property or Path(str(ds.name)).name.split(".")[0] or "target"

@@ -81,10 +81,8 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from hopnet.datasets.multiprop import load_multiprop
-    from hopnet.runtime import tune_allocator
     from hopnet.training.pretrain import pretrain
 
-    tune_allocator()
     training = training_config(args)
     data = load_multiprop(args.properties, args.exclude, max_size=args.max_size, seed=training.seed,
                           data_dir=args.data_dir)

@@ -138,6 +138,9 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from hopnet.runtime import tune_allocator
+
+    tune_allocator()  # large bond-pair tensors: keep freed memory in the heap (HOPNET_TUNE_ALLOCATOR=0: off)
     final = run_dir / FINAL_FILE
     has_val = val_data is not None and len(val_data) > 0
     # last.ckpt, rewritten after every epoch, is the resume point (Lightning >= 2.5 refreshes a
