@@ -665,10 +665,22 @@ def test_inconsistent_angle_index_is_a_clear_error():
         AlignnEncoder(SMALL)(b)
 
 
-def test_segment_sums_equal_the_scatter_bit_for_bit():
+@pytest.mark.parametrize("chunk", [None, 40], ids=["one-block", "many-blocks"])
+def test_segment_sums_equal_the_scatter_bit_for_bit(monkeypatch, chunk):
     """Segments.sum is index_add_ in the same summation order (empty groups give 0); the gated
-    aggregate and the edge gate give the same numbers and gradients with and without them."""
+    aggregate and the edge gate give the same numbers and gradients with and without them, also
+    when the aggregate runs in blocks of whole destinations (chunk: elements per block)."""
+    import hopnet.nn.fused as fused
     from hopnet.nn.fused import Segments
+
+    if chunk is not None:
+        monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk)
+        blocks = list(Segments(torch.tensor([2, 0, 2, 2, 5, 0, 2]), 7).blocks(2))   # 20 rows a block
+        assert [(b.start, b.stop) for b, _, _ in blocks] == [(0, 7)]
+        blocks = list(Segments(torch.tensor([2, 0, 2, 2, 5, 0, 2]), 7).blocks(20))  # 2 rows a block
+        assert [(b.start, b.stop) for b, _, _ in blocks] == [(0, 1), (1, 3), (3, 7)]
+        assert [r.tolist() for _, r, _ in blocks] == [[1, 5], [0, 2, 3, 6], [4]]
+        assert [o.tolist() for _, _, o in blocks] == [[0], [0, 0], [0, 0, 0, 1]]
 
     torch.manual_seed(8)
     index = torch.randint(0, 40, (3000,))

@@ -27,6 +27,7 @@ tensor that is not kept is ~20 MB per band at H = 256.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 
 import torch
@@ -114,12 +115,38 @@ class Segments:
         self.order = torch.argsort(index, stable=True)
         counts = torch.bincount(index, minlength=self.n)
         self.offsets = counts.cumsum(0).sub_(counts)
+        self._blocks: dict[int, list[tuple[slice, Tensor, Tensor]]] = {}
 
     def sum(self, x: Tensor) -> Tensor:
         """[n, H]: row ``v`` is the sum of the rows ``r`` of ``x`` [M, H] with ``index[r] == v``."""
         if x.shape[0] == 0 or self.n == 0:
             return x.new_zeros(self.n, x.shape[1])
         return F.embedding_bag(self.order, x, self.offsets, mode="sum")
+
+    def blocks(self, width: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
+        """``(destinations, rows, offsets)`` per block of consecutive destinations holding about
+        ``CHUNK_ELEMENTS // width`` rows: the rows of those destinations in sorted order (indices
+        into ``x``) and each destination's first position among them. Summing ``x[rows]`` per
+        destination (:func:`_sorted_sum`) is :meth:`sum` block by block, in the same order."""
+        step = max(1, CHUNK_ELEMENTS // max(1, width))
+        if step not in self._blocks:       # the same for every layer of this batch
+            starts = self.offsets.tolist() + [self.index.shape[0]]
+            found, d0 = [], 0
+            while d0 < self.n:
+                r0 = starts[d0]
+                d1 = bisect.bisect_left(starts, r0 + step, lo=d0 + 1, hi=self.n)    # >= d0 + 1
+                found.append((slice(d0, d1), self.order[r0:starts[d1]], self.offsets[d0:d1] - r0))
+                d0 = d1
+            self._blocks[step] = found
+        return iter(self._blocks[step])
+
+
+def _sorted_sum(x: Tensor, offsets: Tensor) -> Tensor:
+    """[len(offsets), H]: sums of the consecutive row groups of ``x`` starting at ``offsets``."""
+    if x.shape[0] == 0:
+        return x.new_zeros(offsets.shape[0], x.shape[1])
+    rows = torch.arange(x.shape[0], device=x.device)
+    return F.embedding_bag(rows, x, offsets, mode="sum")
 
 
 def _segment_sum(segments: Segments | None, index: Tensor, n: int, x: Tensor) -> Tensor:
@@ -141,13 +168,14 @@ class _GatedAggregate(torch.autograd.Function):
                 sig = torch.sigmoid(m[r])
                 den.index_add_(0, dst[r], sig)
                 num.index_add_(0, dst[r], vh.index_select(0, src[r]).mul_(sig))
-        else:                  # one [E, H] temporary, two gather-and-sums instead of scatters
-            sig = torch.sigmoid(m)
-            den = dst_segments.sum(sig)
-            for r in _chunks(m.shape[0], width):
-                sig[r].mul_(vh.index_select(0, src[r]))
-            num = dst_segments.sum(sig)
-            del sig
+        else:                  # blocks of whole destinations, rows gathered in sorted order
+            num = m.new_empty(n, width)
+            den = m.new_empty(n, width)
+            for dsts, rows, local in dst_segments.blocks(width):
+                sig = torch.sigmoid(m.index_select(0, rows))
+                den[dsts] = _sorted_sum(sig, local)
+                num[dsts] = _sorted_sum(sig.mul_(vh.index_select(0, src.index_select(0, rows))), local)
+                del sig
         den.add_(eps)
         out = num.div_(den)
         ctx.save_for_backward(m, vh, src, dst, den, out)
