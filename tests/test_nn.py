@@ -675,9 +675,10 @@ def test_segment_sums_equal_the_scatter_bit_for_bit(monkeypatch, chunk):
 
     if chunk is not None:
         monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk)
-        blocks = list(Segments(torch.tensor([2, 0, 2, 2, 5, 0, 2]), 7).blocks(2))   # 20 rows a block
+        small = Segments(torch.tensor([2, 0, 2, 2, 5, 0, 2]), 7)
+        blocks = list(small.blocks(2))    # 20 rows a block
         assert [(b.start, b.stop) for b, _, _ in blocks] == [(0, 7)]
-        blocks = list(Segments(torch.tensor([2, 0, 2, 2, 5, 0, 2]), 7).blocks(20))  # 2 rows a block
+        blocks = list(small.blocks(20))   # 2 rows a block
         assert [(b.start, b.stop) for b, _, _ in blocks] == [(0, 1), (1, 3), (3, 7)]
         assert [r.tolist() for _, r, _ in blocks] == [[1, 5], [0, 2, 3, 6], [4]]
         assert [o.tolist() for _, _, o in blocks] == [[0], [0, 0], [0, 0, 0, 1]]

@@ -25,6 +25,13 @@ _M_MMAP_MAX = -4
 _done = False
 
 
+def env_flag(name: str, default: bool = False) -> bool:
+    """A yes/no environment variable: unset or empty gives ``default``; ``0``, ``false`` and
+    ``no`` (any case) are off; anything else is on."""
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value not in ("0", "false", "no")
+
+
 def tune_allocator() -> bool:
     """Keep large freed blocks in the heap (glibc only). Returns True when applied.
 
@@ -33,7 +40,7 @@ def tune_allocator() -> bool:
     global _done
     if _done:
         return True
-    if os.environ.get("HOPNET_TUNE_ALLOCATOR", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not env_flag("HOPNET_TUNE_ALLOCATOR", default=True):
         return False
     if not sys.platform.startswith("linux"):
         return False

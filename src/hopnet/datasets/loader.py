@@ -34,6 +34,7 @@ from hopnet.datasets.download import (
 )
 from hopnet.datasets.registry import REGISTRY, DatasetInfo, get_info
 from hopnet.errors import DataError
+from hopnet.runtime import env_flag
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,6 @@ class Located:
 
     path: Path
     source: str
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def data_dir_from_env(data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -127,7 +124,7 @@ def resolve(
     found = locate(name, data_dir=data_dir, cache_dir=cache_dir)
     if found is not None:
         return name, info, found
-    allow = (not _env_flag("HOPNET_OFFLINE")) if download is None else download
+    allow = (not env_flag("HOPNET_OFFLINE")) if download is None else download
     if not allow:
         raise DataError(f"data set {name!r} not found: {_how_to(info)}")
     cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
