@@ -148,8 +148,10 @@ class EdgeGatedGraphConv(nn.Module):
         m = edge_gate(p, e, self.edge_linear, src, dst, stream, index, e_index, dst_segments, e_segments)
         if stream is not None and stream_edges is None:
             stream.put(index, e, owned=False)                     # the end of the stream: kept as is
-        x = p[:, 3 * f:] + gated_aggregate(m, p[:, 2 * f:3 * f], src, dst, AGGREGATION_EPS, dst_segments)
-        del p                                                     # nothing keeps [N, 4H] alive
+        # one split, not two column slices: each slice's backward makes a zero-filled [N, 4H]
+        vh, w = p.split(f, dim=1)[2:]
+        x = w + gated_aggregate(m, vh, src, dst, AGGREGATION_EPS, dst_segments)
+        del p, vh, w                                              # nothing keeps [N, 4H] alive
         h_new = norm_silu(self.bn_nodes, x, h, True, update_stats)
         e_new = None
         if self.bn_edges is not None:
