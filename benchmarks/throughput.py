@@ -68,7 +68,8 @@ class Plan:
     graph_fe: int = 1000
     train_datasets: tuple[str, ...] = ("band", "fe")
     train_warmup: int = 1
-    train_steps: int = 2          # timed steps per (config, dataset)
+    train_steps: int = 2          # timed steps per (config, dataset), paper size
+    small_train_steps: int = 16   # small size: steps of ~50-300 ms, too short to time two of them
     infer_datasets: tuple[str, ...] = ("band", "fe")
     infer_warmup: int = 1
     infer_batches: int = 3        # timed batches per dataset
@@ -78,7 +79,7 @@ class Plan:
 
     @classmethod
     def quick(cls) -> "Plan":
-        return cls(graph_bands=4, graph_fe=32, train_datasets=("fe",), train_steps=1,
+        return cls(graph_bands=4, graph_fe=32, train_datasets=("fe",), train_steps=1, small_train_steps=1,
                    infer_datasets=("fe",), infer_batches=1, memory=False, primary="fe", max_atoms=12)
 
 
@@ -431,7 +432,8 @@ def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None]
               "graph_bands": plan.graph_bands, "graph_fe": plan.graph_fe, "max_atoms": plan.max_atoms}
     tasks: list[dict] = [{"task": "graphs", **common}]
     tasks += [{"task": "infer", "dataset": d, **common} for d in plan.infer_datasets]
-    tasks += [{"task": "train", "size": "small", "dataset": d, **common} for d in plan.train_datasets]
+    tasks += [{"task": "train", "size": "small", "dataset": d, **common,
+               "train_steps": plan.small_train_steps} for d in plan.train_datasets]
     fresh: list[dict] = []
     for d in plan.train_datasets:
         t = {"task": "train", "size": "paper", "dataset": d, **common}
@@ -588,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--sides", default="ours,upstream",
                     help="comma list of ours, upstream (upstream only where alignn imports)")
-    ap.add_argument("--train-steps", type=int, help="timed training steps per figure")
+    ap.add_argument("--train-steps", type=int, help="timed training steps per paper-size figure")
+    ap.add_argument("--small-train-steps", type=int, help="timed training steps per small-size figure")
     ap.add_argument("--no-memory", action="store_true", help="skip the band-batch memory figure")
     ap.add_argument("--thp", action="store_true",
                     help="set THP_MEM_ALLOC_ENABLE=1 for both sides (huge pages for large tensors)")
@@ -609,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan.quick() if args.quick else Plan()
     if args.train_steps:
         plan.train_steps = args.train_steps
+    if args.small_train_steps:
+        plan.small_train_steps = args.small_train_steps
     if args.no_memory:
         plan.memory = False
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
