@@ -665,6 +665,20 @@ def test_inconsistent_angle_index_is_a_clear_error():
         AlignnEncoder(SMALL)(b)
 
 
+@pytest.mark.parametrize("n", [1, 7, 65536, 70000, 2**31 + 5])
+def test_stable_order_is_the_stable_argsort(n):
+    """The faster sort behind Segments (16-bit radix / 32-bit keys / 64-bit) is torch's stable
+    argsort, ties in row order, for every index range it switches on."""
+    from hopnet.nn.fused import stable_order
+
+    g = torch.Generator().manual_seed(n % 1000)
+    index = torch.randint(0, min(n, 50), (5000,), generator=g) * (n // min(n, 50))
+    index[::7] = n - 1                                     # the largest value, many ties
+    assert int(index.max()) == n - 1 and int(index.min()) >= 0
+    assert torch.equal(stable_order(index, n), torch.argsort(index, stable=True))
+    assert stable_order(index[:0], n).shape == (0,) and stable_order(index[:0], n).dtype == torch.long
+
+
 @pytest.mark.parametrize("chunk", [None, 40], ids=["one-block", "many-blocks"])
 def test_segment_sums_equal_the_scatter_bit_for_bit(monkeypatch, chunk):
     """Segments.sum is index_add_ in the same summation order (empty groups give 0); the gated

