@@ -665,6 +665,31 @@ def test_inconsistent_angle_index_is_a_clear_error():
         AlignnEncoder(SMALL)(b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_basis_is_the_gaussian_with_underflow_floored(dtype):
+    """gaussian_basis is exp(-gamma (d - mu)^2) to rounding where that is a normal number, and
+    the smallest normal number (not 0 or a denormal) where it underflows; with autograd it gives
+    the same values and the analytic gradient."""
+    from hopnet.nn.fused import gaussian_basis
+
+    d = torch.tensor([0.0, 0.9, 2.5, 7.9], dtype=dtype)
+    centers = torch.linspace(0.0, 8.0, 80, dtype=dtype)
+    gamma = 79 / 8 if dtype == torch.float32 else 25.0         # float64 underflows below -708
+    exact = torch.exp(-gamma * (d.unsqueeze(-1) - centers).square())
+    tiny = torch.finfo(dtype).tiny
+    got = gaussian_basis(d, centers, gamma)
+    normal = exact >= tiny
+    assert (~normal).sum() > 50                                # many bins of a bond-length basis underflow
+    torch.testing.assert_close(got[normal], exact[normal], rtol=1e-5, atol=0)
+    assert torch.all((got[~normal] >= tiny * 0.999) & (got[~normal] <= tiny * 1.001))
+    dg = d.clone().requires_grad_(True)
+    out = gaussian_basis(dg, centers, gamma)
+    torch.testing.assert_close(out.detach(), got)
+    out.sum().backward()
+    grad = (-2 * gamma * (d.unsqueeze(-1) - centers) * exact).sum(1)
+    torch.testing.assert_close(dg.grad, grad, rtol=1e-5, atol=1e-5)   # terms of size ~10 cancel
+
+
 @pytest.mark.parametrize("n", [1, 7, 65536, 70000, 2**31 + 5])
 def test_stable_order_is_the_stable_argsort(n):
     """The faster sort behind Segments (16-bit radix / 32-bit keys / 64-bit) is torch's stable

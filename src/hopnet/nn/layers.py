@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hopnet.nn.fused import BondPairStream, Segments, batch_norm_silu, edge_gate, gated_aggregate
+from hopnet.nn.fused import (BondPairStream, Segments, batch_norm_silu, edge_gate, gated_aggregate,
+                             gaussian_basis)
 
 AGGREGATION_EPS = 1e-6  # added to the gate sum in the normalised aggregation (as upstream ALIGNN)
 
@@ -33,7 +34,7 @@ class RBFExpansion(nn.Module):
         self.gamma = (bins - 1) / (vmax - vmin)
 
     def forward(self, d: Tensor) -> Tensor:
-        return torch.exp(-self.gamma * (d.unsqueeze(-1) - self.centers.to(d.dtype)).square())
+        return gaussian_basis(d, self.centers.to(d.dtype), self.gamma)
 
     def extra_repr(self) -> str:
         return f"vmin={self.vmin}, vmax={self.vmax}, bins={self.bins}, gamma={self.gamma:.4g}"
