@@ -668,7 +668,7 @@ def test_inconsistent_angle_index_is_a_clear_error():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gaussian_basis_is_the_gaussian_with_underflow_floored(dtype):
     """gaussian_basis is exp(-gamma (d - mu)^2) to rounding where that is a normal number, and
-    the smallest normal number (not 0 or a denormal) where it underflows; with autograd it gives
+    e times the smallest normal number (not 0 or a denormal) where it underflows; with autograd it gives
     the same values and the analytic gradient."""
     from hopnet.nn.fused import gaussian_basis
 
@@ -676,12 +676,12 @@ def test_gaussian_basis_is_the_gaussian_with_underflow_floored(dtype):
     centers = torch.linspace(0.0, 8.0, 80, dtype=dtype)
     gamma = 79 / 8 if dtype == torch.float32 else 25.0         # float64 underflows below -708
     exact = torch.exp(-gamma * (d.unsqueeze(-1) - centers).square())
-    tiny = torch.finfo(dtype).tiny
+    floor = torch.finfo(dtype).tiny * np.e
     got = gaussian_basis(d, centers, gamma)
-    normal = exact >= tiny
-    assert (~normal).sum() > 50                                # many bins of a bond-length basis underflow
-    torch.testing.assert_close(got[normal], exact[normal], rtol=1e-5, atol=0)
-    assert torch.all((got[~normal] >= tiny * 0.999) & (got[~normal] <= tiny * 1.001))
+    kept = exact > floor * 1.001
+    assert (exact < torch.finfo(dtype).tiny).sum() > 50      # many bins of a bond-length basis underflow
+    torch.testing.assert_close(got[kept], exact[kept], rtol=1e-5, atol=0)
+    assert torch.all((got[~kept] >= floor * 0.999) & (got[~kept] <= floor * 1.002))
     dg = d.clone().requires_grad_(True)
     out = gaussian_basis(dg, centers, gamma)
     torch.testing.assert_close(out.detach(), got)

@@ -51,17 +51,18 @@ class BondPairStreamError(HopnetError, RuntimeError):
     """The backward pass asked for bond-pair features the stream no longer holds."""
 
 
-#: log of the smallest normal number, per dtype (float16's is too large a change to clamp at)
-_EXP_FLOOR = {dtype: math.log(torch.finfo(dtype).tiny) for dtype in (torch.float32, torch.float64, torch.bfloat16)}
+#: lowest exponent gaussian_basis passes to exp: e times the smallest normal number comes out (at
+#: exactly the smallest normal, exp still takes its slow path); float16's would be too large a change
+_EXP_FLOOR = {dtype: math.log(torch.finfo(dtype).tiny) + 1.0
+              for dtype in (torch.float32, torch.float64, torch.bfloat16)}
 
 
 def gaussian_basis(d: Tensor, centers: Tensor, gamma: float) -> Tensor:
     """``exp(-gamma (d - centers)^2)`` [M, K] for ``d`` [M] and ``centers`` [K].
 
-    Exponents below the log of the smallest normal number are raised to it (results change by
-    less than 1.2e-38 in float32): the CPU ``exp`` kernel takes a slow path for results that
-    underflow, 15x slower, and most bins of a bond-length basis do (a 5 Å bond is ~300 below a
-    bin at 0 Å)."""
+    Exponents are raised to at least :data:`_EXP_FLOOR` (results change by less than 3.2e-38 in
+    float32): the CPU ``exp`` kernel takes a slow path, 15-40x slower, for results that underflow,
+    and most bins of a bond-length basis do (a 5 Å bond is ~300 below a bin at 0 Å)."""
     x = d.unsqueeze(-1) - centers
     floor = _EXP_FLOOR.get(x.dtype)
     if torch.is_grad_enabled() and x.requires_grad:        # autograd: no in-place ops
