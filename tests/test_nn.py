@@ -743,3 +743,45 @@ def test_segment_sums_equal_the_scatter_bit_for_bit(monkeypatch, chunk):
     assert torch.autograd.gradcheck(
         lambda a, b: gated_aggregate(a, b, src[small], index[small] % 6, 1e-6, Segments(index[small] % 6, n)),
         (m[small].detach().requires_grad_(), vh.detach().requires_grad_()))
+
+
+def test_sorted_source_sums_give_the_scatter_gradients(monkeypatch):
+    """With Segments of a sorted src (hopnet's graphs), the backward passes of the gated
+    aggregate and the edge gate sum by source block instead of scattering: same numbers and
+    gradients, sources without edges included; an unsorted src falls back to the scatter."""
+    import hopnet.nn.fused as fused
+    from hopnet.nn.fused import Segments
+
+    monkeypatch.setattr(fused, "CHUNK_ELEMENTS", 64)       # many source blocks
+    torch.manual_seed(3)
+    n, f, rows = 30, 4, 900
+    src = torch.sort(torch.randint(0, n, (rows,))).values
+    src[src == 11] = 12                                    # a source without edges
+    dst = torch.randint(0, n, (rows,))
+    by_src = Segments(src, n)
+    assert by_src.sorted and not Segments(dst, n).sorted
+    blocks = list(by_src.blocks(f))
+    assert all(isinstance(r, slice) for _, r, _ in blocks) and len(blocks) > 10
+    assert [b.start for b, _, _ in blocks][0] == 0 and blocks[-1][0].stop == n
+    m = torch.randn(rows, f, dtype=torch.float64, requires_grad=True)
+    vh = torch.randn(n, f, dtype=torch.float64, requires_grad=True)
+    results = []
+    for src_segments in (None, by_src, Segments(src[torch.randperm(rows)], n)):
+        s = src if src_segments is None or src_segments.sorted else src_segments.index
+        out = gated_aggregate(m, vh, s, dst, 1e-6, Segments(dst, n), src_segments)
+        results.append((s, out, *torch.autograd.grad(out.sin().sum(), (m, vh))))
+    for a, b in zip(results[0][1:], results[1][1:]):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    reference = gated_aggregate(m, vh, results[2][0], dst, 1e-6, None, None)
+    torch.testing.assert_close(results[2][1], reference, rtol=1e-13, atol=1e-13)
+
+    lin = torch.nn.Linear(f, f).double()
+    p = torch.randn(n, 4 * f, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(rows, f, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for src_segments in (None, by_src):
+        out = edge_gate(p, e, lin, src, dst, dst_segments=Segments(dst, n), src_segments=src_segments)
+        grads.append(torch.autograd.grad(out.cos().sum(), (p, e, lin.weight)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    assert torch.all(grads[1][0][11, :f] == 0)             # no edges out of 11: no gradient for A h_11

@@ -217,3 +217,34 @@ def test_every_training_run_tunes_the_allocator_unless_turned_off(tmp_path, entr
     monkeypatch.setattr(runtime, "_done", False)
     monkeypatch.setenv("HOPNET_TUNE_ALLOCATOR", "0")
     assert real() is False and runtime._done is False
+
+
+def test_optimizer_is_fused_adamw_with_the_schedule():
+    """The trainers' AdamW is torch's fused kernel on CPU (same update as the per-tensor loop to
+    rounding), learning rate per step from the one-cycle schedule."""
+    from hopnet.training.module import adamw_with_schedule
+
+    cfg = TrainingConfig(lr=1e-3, weight_decay=1e-5)
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(6, 3) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = adamw_with_schedule(nets[0].parameters(), cfg, total_steps=10)
+    assert fused["optimizer"].defaults["fused"] is True and fused["lr_scheduler"]["interval"] == "step"
+    loop = torch.optim.AdamW(nets[1].parameters(), lr=1e-3, weight_decay=1e-5)
+    sched = fused["lr_scheduler"]["scheduler"]
+    x = torch.randn(16, 6)
+    lrs = []
+    for _ in range(3):
+        lrs.append(fused["optimizer"].param_groups[0]["lr"])
+        for net, opt in ((nets[0], fused["optimizer"]), (nets[1], loop)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+        loop.param_groups[0]["lr"] = fused["optimizer"].param_groups[0]["lr"]
+        fused["optimizer"].step()
+        loop.step()
+        sched.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert lrs[0] == pytest.approx(1e-3 / 25) and lrs[0] < lrs[1] < lrs[2]   # one-cycle warm-up
+    doubles = adamw_with_schedule([torch.zeros(3, dtype=torch.float64, requires_grad=True)], cfg, 5)
+    assert doubles["optimizer"].defaults["fused"] is True

@@ -160,11 +160,13 @@ class AlignnEncoder(nn.Module):
         stream = None
         if fused and not ckpt and self.training and torch.is_grad_enabled() and not autocast:
             stream = BondPairStream()   # the bond-pair features are rebuilt in backward, not kept
-        segments = lg_segments = None
-        if fused and not ckpt:          # destinations sorted once for the sums of every layer
+        segments = lg_segments = src_segments = lg_src_segments = None
+        if fused and not ckpt:          # end points grouped once for the sums of every layer
             segments = Segments(edge_index[1], x.shape[0])
+            src_segments = Segments(edge_index[0], x.shape[0])
             if self.alignn_layers:
                 lg_segments = Segments(lg_edge_index[1], edge_index.shape[1])
+                lg_src_segments = Segments(lg_edge_index[0], edge_index.shape[1])
                 if t_index is not None:
                     t_index = Segments(t_index, t.shape[0])
         for i, layer in enumerate(self.alignn_layers):
@@ -172,13 +174,14 @@ class AlignnEncoder(nn.Module):
                 h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
             else:
                 h, e, t = layer(h, e, t, edge_index, lg_edge_index, stream=stream, index=i, t_index=t_index,
-                                lg_segments=lg_segments, segments=segments)
+                                lg_segments=lg_segments, segments=segments, lg_src_segments=lg_src_segments,
+                                src_segments=src_segments)
                 t_index = None          # from the first layer on, every bond pair has its own features
         if stream is not None and t is not None:
             stream.put(len(self.alignn_layers), t, owned=False)   # last layer kept its bond-pair update
         del stream
         for conv in self.gcn_layers:
-            h, e = conv(h, e, edge_index, dst_segments=segments)
+            h, e = conv(h, e, edge_index, dst_segments=segments, src_segments=src_segments)
         return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, mask=pool_mask, num_graphs=num_graphs))
 
     def _distinct_angles(self, batch: Any, cos: Tensor) -> tuple[Tensor | None, Tensor | None]:

@@ -141,15 +141,20 @@ class Segments:
     :meth:`sum` is ``zeros(n, H).index_add_(0, index, x)`` (same summation order) as one
     gather-and-sum over the rows in index order (``embedding_bag`` with offsets): for an index
     that is not sorted, such as the destinations of the bond pairs, 3-4x faster than the scatter.
-    Build it once per graph batch; every layer uses it.
+    Build it once per graph batch; every layer uses it. A sorted index (the sources of hopnet's
+    graphs) is not sorted again (``sorted``), and its :meth:`blocks` are row slices.
     """
 
     def __init__(self, index: Tensor, n: int) -> None:
         self.index, self.n = index, int(n)
-        self.order = stable_order(index, self.n)
+        self.sorted = index.shape[0] < 2 or bool((index[1:] >= index[:-1]).all())
+        if self.sorted:
+            self.order = torch.arange(index.shape[0], device=index.device)
+        else:
+            self.order = stable_order(index, self.n)
         counts = torch.bincount(index, minlength=self.n)
         self.offsets = counts.cumsum(0).sub_(counts)
-        self._blocks: dict[int, list[tuple[slice, Tensor, Tensor]]] = {}
+        self._blocks: dict[int, list[tuple[slice, Tensor | slice, Tensor]]] = {}
 
     def sum(self, x: Tensor) -> Tensor:
         """[n, H]: row ``v`` is the sum of the rows ``r`` of ``x`` [M, H] with ``index[r] == v``."""
@@ -157,11 +162,12 @@ class Segments:
             return x.new_zeros(self.n, x.shape[1])
         return F.embedding_bag(self.order, x, self.offsets, mode="sum")
 
-    def blocks(self, width: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    def blocks(self, width: int) -> Iterator[tuple[slice, Tensor | slice, Tensor]]:
         """``(destinations, rows, offsets)`` per block of consecutive destinations holding about
         ``CHUNK_ELEMENTS // width`` rows: the rows of those destinations in sorted order (indices
-        into ``x``) and each destination's first position among them. Summing ``x[rows]`` per
-        destination (:func:`_sorted_sum`) is :meth:`sum` block by block, in the same order."""
+        into ``x``, a slice when the index is sorted) and each destination's first position among
+        them. Summing ``x[rows]`` per destination (:func:`_sorted_sum`) is :meth:`sum` block by
+        block, in the same order."""
         step = max(1, CHUNK_ELEMENTS // max(1, width))
         if step not in self._blocks:       # the same for every layer of this batch
             starts = self.offsets.tolist() + [self.index.shape[0]]
@@ -169,10 +175,16 @@ class Segments:
             while d0 < self.n:
                 r0 = starts[d0]
                 d1 = bisect.bisect_left(starts, r0 + step, lo=d0 + 1, hi=self.n)    # >= d0 + 1
-                found.append((slice(d0, d1), self.order[r0:starts[d1]], self.offsets[d0:d1] - r0))
+                rows = slice(r0, starts[d1]) if self.sorted else self.order[r0:starts[d1]]
+                found.append((slice(d0, d1), rows, self.offsets[d0:d1] - r0))
                 d0 = d1
             self._blocks[step] = found
         return iter(self._blocks[step])
+
+
+def _take(x: Tensor, rows: Tensor | slice) -> Tensor:
+    """``x[rows]``: a view for a slice, a gather for an index."""
+    return x[rows] if isinstance(rows, slice) else x.index_select(0, rows)
 
 
 def _sorted_sum(x: Tensor, offsets: Tensor) -> Tensor:
@@ -192,7 +204,7 @@ class _GatedAggregate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, m: Tensor, vh: Tensor, src: Tensor, dst: Tensor, eps: float,  # type: ignore[override]
-                dst_segments: Segments | None) -> Tensor:
+                dst_segments: Segments | None, src_segments: Segments | None) -> Tensor:
         n, width = vh.shape[0], m.shape[1]
         vh = vh.contiguous()   # a column block of the node products: keep [N, H], not all of them
         if dst_segments is None:
@@ -206,13 +218,14 @@ class _GatedAggregate(torch.autograd.Function):
             num = m.new_empty(n, width)
             den = m.new_empty(n, width)
             for dsts, rows, local in dst_segments.blocks(width):
-                sig = torch.sigmoid(m.index_select(0, rows))
+                sig = torch.sigmoid(_take(m, rows))
                 den[dsts] = _sorted_sum(sig, local)
-                num[dsts] = _sorted_sum(sig.mul_(vh.index_select(0, src.index_select(0, rows))), local)
+                num[dsts] = _sorted_sum(sig.mul_(vh.index_select(0, _take(src, rows))), local)
                 del sig
         den.add_(eps)
         out = num.div_(den)
         ctx.save_for_backward(m, vh, src, dst, den, out)
+        ctx.src_segments = src_segments if src_segments is not None and src_segments.sorted else None
         return out
 
     @staticmethod
@@ -222,13 +235,18 @@ class _GatedAggregate(torch.autograd.Function):
         need_m, need_vh = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         g_num = grad / den                          # d loss / d num_v, [N, H]
         grad_m = torch.empty_like(m) if need_m else None
-        grad_vh = torch.zeros_like(vh) if need_vh else None
+        grad_vh = torch.zeros_like(vh) if need_vh else None   # (sources without edges stay 0)
         if need_m:
             # d loss / d sigma_uv = g_v * (vh_u - out_v)   (numerator and denominator terms);
             # the difference of the two gathered rows is one embedding_bag over [vh; -out]
             table = torch.cat([vh, out.neg()])
             pairs = torch.stack([src, dst + vh.shape[0]], dim=1)
-        for r in _chunks(m.shape[0], m.shape[1]):
+        by_src = ctx.src_segments
+        if by_src is None:                          # row blocks, scattered into grad_vh
+            blocks: Iterator = ((None, r, None) for r in _chunks(m.shape[0], m.shape[1]))
+        else:                                       # blocks of whole sources: sums, no scatter
+            blocks = by_src.blocks(m.shape[1])
+        for srcs, r, local in blocks:
             sig = torch.sigmoid(m[r])               # recomputed, one block
             g_dst = g_num.index_select(0, dst[r])
             if need_m:
@@ -237,19 +255,23 @@ class _GatedAggregate(torch.autograd.Function):
                 _aten.sigmoid_backward.grad_input(diff, sig, grad_input=grad_m[r])
                 del diff
             if need_vh:
-                grad_vh.index_add_(0, src[r], g_dst.mul_(sig))
-        return grad_m, grad_vh, None, None, None, None
+                if srcs is None:
+                    grad_vh.index_add_(0, src[r], g_dst.mul_(sig))
+                else:
+                    grad_vh[srcs] = _sorted_sum(g_dst.mul_(sig), local)
+        return grad_m, grad_vh, None, None, None, None, None
 
 
 def gated_aggregate(m: Tensor, vh: Tensor, src: Tensor, dst: Tensor, eps: float = 1e-6,
-                    dst_segments: Segments | None = None) -> Tensor:
+                    dst_segments: Segments | None = None, src_segments: Segments | None = None) -> Tensor:
     """Sigmoid-gated, normalised sum of source messages ``vh[src]`` at each destination node.
 
     ``m`` [E, H] gate pre-activations, ``vh`` [N, H] messages per source node, ``src``/``dst`` [E]
-    long; ``dst_segments``: :class:`Segments` of ``dst`` (faster sums). Returns [N, H]; nodes
-    without incoming edges get 0.
+    long; ``dst_segments``/``src_segments``: :class:`Segments` of ``dst``/``src`` (faster sums; a
+    sorted ``src`` makes the backward pass sum by source instead of scattering). Returns [N, H];
+    nodes without incoming edges get 0.
     """
-    return _GatedAggregate.apply(m, vh, src, dst, eps, dst_segments)
+    return _GatedAggregate.apply(m, vh, src, dst, eps, dst_segments, src_segments)
 
 
 class _EdgeGate(torch.autograd.Function):
@@ -259,7 +281,7 @@ class _EdgeGate(torch.autograd.Function):
     def forward(ctx, p: Tensor, e: Tensor, weight: Tensor, bias: Tensor | None, src: Tensor,
                 dst: Tensor, width: int, stream: BondPairStream | None, index: int,
                 e_index: Tensor | None, dst_segments: Segments | None,
-                e_segments: Segments | None) -> Tensor:  # type: ignore[override]
+                e_segments: Segments | None, src_segments: Segments | None) -> Tensor:  # type: ignore[override]
         n, k = p.shape[0], p.shape[1] // width
         rows = p.view(n * k, width)                 # row k*i = A h_i, row k*i + 1 = B h_i
         ctx.compact = e_index is not None
@@ -284,7 +306,7 @@ class _EdgeGate(torch.autograd.Function):
             ctx.save_for_backward(None, weight, idx)
         ctx.shape = (n, k, width)
         ctx.e_rows = e.shape[0]
-        ctx.dst_segments, ctx.e_segments = dst_segments, e_segments
+        ctx.dst_segments, ctx.e_segments, ctx.src_segments = dst_segments, e_segments, src_segments
         return m
 
     @staticmethod
@@ -295,11 +317,14 @@ class _EdgeGate(torch.autograd.Function):
         grad_p = grad_e = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             rows = grad.new_zeros(n * k, width)
-            rows.index_add_(0, idx[:, 0], grad)     # sources: sorted in hopnet's graphs, a fast scatter
+            if ctx.src_segments is None:
+                rows.index_add_(0, idx[:, 0], grad)
+            else:
+                rows.view(n, k, width)[:, 0] = ctx.src_segments.sum(grad)
             if ctx.dst_segments is None:
                 rows.index_add_(0, idx[:, 1], grad)
             else:
-                rows.view(n, k, width)[:, 1].add_(ctx.dst_segments.sum(grad))
+                rows.view(n, k, width)[:, 1] = ctx.dst_segments.sum(grad)
             grad_p = rows.view(n, k * width)
         if ctx.compact and any(ctx.needs_input_grad[1:4]):
             # C e + c was gathered by e_index: its gradients are sums over the edges sharing a row
@@ -313,13 +338,13 @@ class _EdgeGate(torch.autograd.Function):
             grad_e = grad.mm(weight)
         if ctx.needs_input_grad[3]:
             grad_b = grad.sum(0)
-        return grad_p, grad_e, grad_w, grad_b, None, None, None, None, None, None, None, None
+        return grad_p, grad_e, grad_w, grad_b, None, None, None, None, None, None, None, None, None
 
 
 def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: Tensor,
               stream: BondPairStream | None = None, index: int = 0,
               e_index: Tensor | None = None, dst_segments: Segments | None = None,
-              e_segments: Segments | None = None) -> Tensor:
+              e_segments: Segments | None = None, src_segments: Segments | None = None) -> Tensor:
     """Gate pre-activations ``m_uv = A h_u + B h_v + C e_uv`` [E, H] of the edge-gated convolution.
 
     ``p`` [N, k H] (contiguous) holds ``A h`` in columns ``0:H`` and ``B h`` in ``H:2H`` (the rest
@@ -328,8 +353,8 @@ def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: T
     With a ``stream``, ``e`` is not kept for the backward pass but taken from slot ``index``.
     With ``e_index`` [E] long, ``e`` [U, H] holds distinct rows and edge ``r`` has the features
     ``e[e_index[r]]``: ``C e`` is computed on the U rows only (and so are its gradients).
-    ``dst_segments``/``e_segments``: :class:`Segments` of ``dst``/``e_index`` (faster sums in the
-    backward pass).
+    ``dst_segments``/``e_segments``/``src_segments``: :class:`Segments` of ``dst``/``e_index``/
+    ``src`` (faster sums in the backward pass).
     """
     width = linear.out_features
     if not p.is_contiguous() or p.shape[1] % width:
@@ -340,7 +365,7 @@ def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: T
         bias = None if bias is None else bias.to(p.dtype)
         stream = None                                  # e is a cast copy: keep it
     return _EdgeGate.apply(p, e, weight, bias, src, dst, width, stream, index, e_index, dst_segments,
-                           e_segments)
+                           e_segments, src_segments)
 
 
 def _bn_silu_backward(

@@ -105,7 +105,7 @@ class EdgeGatedGraphConv(nn.Module):
     def forward(
         self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool = True,
         stream: BondPairStream | None = None, index: int = 0, e_index: Tensor | Segments | None = None,
-        dst_segments: Segments | None = None,
+        dst_segments: Segments | None = None, src_segments: Segments | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``h`` [N, H] node features, ``e`` [E, H] edge features, ``edge_index`` [2, E] (src, dst).
         Returns the updated ``(h, e)`` (``e`` is None when ``edge_output=False``).
@@ -114,8 +114,9 @@ class EdgeGatedGraphConv(nn.Module):
         features ``e[e_index[r]]`` (the bond-angle embedding of the first line-graph layer); the
         fused implementation then computes ``C e`` once per distinct row (a
         :class:`~hopnet.nn.fused.Segments` of that index makes its gradient sums faster). The
-        returned edge features are full [E, H]. ``dst_segments``: ``Segments(edge_index[1], N)``,
-        built here when not given (the encoder builds it once for all layers).
+        returned edge features are full [E, H]. ``dst_segments``/``src_segments``:
+        ``Segments(edge_index[1], N)``/``Segments(edge_index[0], N)``, built here when not given
+        (the encoder builds them once for all layers).
 
         ``stream`` (fused implementation, training mode): ``e`` is the ``index``-th bond-pair
         feature tensor of a :class:`~hopnet.nn.fused.BondPairStream`; it is not kept for the
@@ -126,15 +127,17 @@ class EdgeGatedGraphConv(nn.Module):
         if self.fused:
             if dst_segments is None:
                 dst_segments = Segments(edge_index[1], h.shape[0])
+            if src_segments is None:
+                src_segments = Segments(edge_index[0], h.shape[0])
             return self._forward_fused(h, e, edge_index, update_stats, stream, index, e_index,
-                                       dst_segments, e_segments)
+                                       dst_segments, e_segments, src_segments)
         if e_index is not None:
             e = e.index_select(0, e_index)
         return self._forward_reference(h, e, edge_index, update_stats)
 
     def _forward_fused(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool,
                        stream: BondPairStream | None, index: int, e_index: Tensor | None,
-                       dst_segments: Segments, e_segments: Segments | None):
+                       dst_segments: Segments, e_segments: Segments | None, src_segments: Segments):
         f = self.features
         src, dst = edge_index[0], edge_index[1]
         rows = src.shape[0]
@@ -146,12 +149,13 @@ class EdgeGatedGraphConv(nn.Module):
             stream = None                                         # compact e: small, kept as it is
         p = self.node_linear(h)                                   # [N, 4H] = [A h | B h | V h | W h]
         # A h[src] + B h[dst] + C e
-        m = edge_gate(p, e, self.edge_linear, src, dst, stream, index, e_index, dst_segments, e_segments)
+        m = edge_gate(p, e, self.edge_linear, src, dst, stream, index, e_index, dst_segments, e_segments,
+                      src_segments)
         if stream is not None and stream_edges is None:
             stream.put(index, e, owned=False)                     # the end of the stream: kept as is
         # one split, not two column slices: each slice's backward makes a zero-filled [N, 4H]
         vh, w = p.split(f, dim=1)[2:]
-        x = w + gated_aggregate(m, vh, src, dst, AGGREGATION_EPS, dst_segments)
+        x = w + gated_aggregate(m, vh, src, dst, AGGREGATION_EPS, dst_segments, src_segments)
         del p, vh, w                                              # nothing keeps [N, 4H] alive
         h_new = norm_silu(self.bn_nodes, x, h, True, update_stats)
         e_new = None
@@ -199,14 +203,17 @@ class AlignnLayer(nn.Module):
         self, h: Tensor, e: Tensor, t: Tensor, edge_index: Tensor, lg_edge_index: Tensor,
         update_stats: bool = True, stream: BondPairStream | None = None, index: int = 0,
         t_index: Tensor | Segments | None = None, lg_segments: Segments | None = None,
-        segments: Segments | None = None,
+        segments: Segments | None = None, lg_src_segments: Segments | None = None,
+        src_segments: Segments | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """``stream``/``index``: the bond-pair features ``t`` are slot ``index`` of a
         :class:`~hopnet.nn.fused.BondPairStream` (see :meth:`EdgeGatedGraphConv.forward`);
         ``t_index``: ``t`` holds distinct rows, bond pair ``r`` has ``t[t_index[r]]``;
         ``lg_segments``/``segments``: the destinations of the line graph / crystal graph as
-        :class:`~hopnet.nn.fused.Segments`."""
-        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats, stream, index, t_index, lg_segments)
-        h, e_new = self.graph_conv(h, e, edge_index, update_stats, dst_segments=segments)
+        :class:`~hopnet.nn.fused.Segments`, ``lg_src_segments``/``src_segments`` their sources."""
+        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats, stream, index, t_index, lg_segments,
+                                  lg_src_segments)
+        h, e_new = self.graph_conv(h, e, edge_index, update_stats, dst_segments=segments,
+                                   src_segments=src_segments)
         assert e_new is not None
         return h, e_new, t_new

@@ -241,7 +241,7 @@ def sample_indices(targets: np.ndarray, size: int | None, method: str = "random"
 def _lit_module(model: MultiPropertyModel, config: TrainingConfig) -> Any:
     import lightning as L
 
-    from hopnet.training.module import LRSchedule
+    from hopnet.training.module import adamw_with_schedule
     from hopnet.training.transfer import keep_frozen_eval
 
     class PropertyLitModule(L.LightningModule):
@@ -293,10 +293,7 @@ def _lit_module(model: MultiPropertyModel, config: TrainingConfig) -> Any:
 
         def configure_optimizers(self) -> Any:
             params = [q for q in self.model.parameters() if q.requires_grad]
-            opt = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
-            total = int(self.trainer.estimated_stepping_batches)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(self.config.schedule, total))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            return adamw_with_schedule(params, self.config, int(self.trainer.estimated_stepping_batches))
 
     return PropertyLitModule()
 
