@@ -43,6 +43,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -71,6 +72,7 @@ class Plan:
     train_warmup: int = 1
     train_steps: int = 2          # timed steps per (config, dataset), paper size
     small_train_steps: int = 16   # small size: steps of ~50-300 ms, too short to time two of them
+    small_rounds: int = 3         # small size: rounds, the two sides alternating; the median counts
     infer_datasets: tuple[str, ...] = ("band", "fe")
     infer_warmup: int = 1
     infer_batches: int = 3        # timed batches per dataset
@@ -81,6 +83,7 @@ class Plan:
     @classmethod
     def quick(cls) -> "Plan":
         return cls(graph_bands=4, graph_fe=32, train_datasets=("fe",), train_steps=1, small_train_steps=1,
+                   small_rounds=1,
                    infer_datasets=("fe",), infer_batches=1, memory=False, primary="fe", max_atoms=12)
 
 
@@ -433,8 +436,7 @@ def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None]
               "graph_bands": plan.graph_bands, "graph_fe": plan.graph_fe, "max_atoms": plan.max_atoms}
     tasks: list[dict] = [{"task": "graphs", **common}]
     tasks += [{"task": "infer", "dataset": d, **common} for d in plan.infer_datasets]
-    tasks += [{"task": "train", "size": "small", "dataset": d, **common,
-               "train_steps": plan.small_train_steps} for d in plan.train_datasets]
+    tasks += _small_tasks(plan)
     fresh: list[dict] = []
     for d in plan.train_datasets:
         t = {"task": "train", "size": "paper", "dataset": d, **common}
@@ -451,6 +453,31 @@ def measure_side(side: str, plan: Plan, threads: int, log: Callable[[str], None]
             result["step_rss_mb_band_batch"] = result["peak_rss_mb_band_batch"] - base
     result["runtime_tuned"] = tuned
     return result
+
+
+def _small_tasks(plan: Plan) -> list[dict]:
+    return [{"task": "train", "size": "small", "dataset": d, "train_warmup": plan.train_warmup,
+             "train_steps": plan.small_train_steps, "max_atoms": plan.max_atoms}
+            for d in plan.train_datasets]
+
+
+def repeat_small(results: dict[str, dict], plan: Plan, threads: int, log: Callable[[str], None],
+                 thp: bool = False, tuned: dict[str, bool] | None = None) -> None:
+    """Small-size training figures over ``plan.small_rounds`` rounds, the sides alternating
+    (their first round is the one already in ``results``): a step of 50-300 ms swings with
+    whatever else the machine runs, and alternating spreads that over both sides. Each figure
+    becomes the median of its rounds; ``<figure>_rounds`` keeps them all."""
+    keys = [f"train_small_{d}" for d in plan.train_datasets]
+    rounds = {side: {k: [r[k]] for k in keys if k in r} for side, r in results.items()}
+    for _ in range(plan.small_rounds - 1):
+        for side in results:
+            again = run_worker(side, _small_tasks(plan), threads, log, thp, (tuned or {}).get(side, False))
+            for k in rounds[side]:
+                rounds[side][k].append(again[k])
+    for side, per_key in rounds.items():
+        for k, vals in per_key.items():
+            results[side][k] = statistics.median(vals)
+            results[side][k + "_rounds"] = vals
 
 
 def measure_training(side: str, plan: Plan, threads: int, log: Callable[[str], None], thp: bool = False,
@@ -593,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of ours, upstream (upstream only where alignn imports)")
     ap.add_argument("--train-steps", type=int, help="timed training steps per paper-size figure")
     ap.add_argument("--small-train-steps", type=int, help="timed training steps per small-size figure")
+    ap.add_argument("--small-rounds", type=int,
+                    help="rounds of the small-size training figures, sides alternating (median)")
     ap.add_argument("--no-memory", action="store_true", help="skip the band-batch memory figure")
     ap.add_argument("--thp", action="store_true",
                     help="set THP_MEM_ALLOC_ENABLE=1 for both sides (huge pages for large tensors)")
@@ -615,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.train_steps = args.train_steps
     if args.small_train_steps:
         plan.small_train_steps = args.small_train_steps
+    if args.small_rounds:
+        plan.small_rounds = args.small_rounds
     if args.no_memory:
         plan.memory = False
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
@@ -628,6 +659,9 @@ def main(argv: list[str] | None = None) -> int:
         up = measure_side("upstream", plan, args.threads, log, args.thp)
     elif "upstream" in sides:
         log("upstream alignn does not import here: upstream = null")
+    if plan.small_rounds > 1 and (ours_r or up):
+        measured = {k: v for k, v in (("ours", ours_r), ("upstream", up)) if v}
+        repeat_small(measured, plan, args.threads, log, args.thp, {"ours": tuned, "upstream": False})
     head, detail = ratios(ours_r, up, plan.primary)
     lines: dict[str, Any] = {}
     if extras and ours_r:

@@ -103,3 +103,27 @@ def test_extra_lines_compare_paper_training_only():
     assert "| as shipped (hopnet tuned, upstream default) | 0.8 | 0.4 | 2x | 4 | 4 | 1x | 6000 | 12000 | 0.5x |" in text
     assert "| same allocator (both tuned), fp32 | 0.8 | 0.5 | 1.6x | 4 | 5 | 0.8x | 6000 | – | – |" in text
     assert "| hopnet bf16-mixed vs upstream fp32 (both tuned) | 1.5 | 0.5 | 3x |" in text
+
+
+def test_small_figures_are_medians_of_alternating_rounds(monkeypatch):
+    """repeat_small re-measures the small-size training figures side after side and keeps the
+    median of every figure's rounds (and the rounds themselves)."""
+    calls = []
+    values = {"ours": iter([300.0, 200.0]), "upstream": iter([140.0, 160.0])}
+
+    def fake_worker(side, tasks, threads, log, thp=False, tuned=False):
+        calls.append((side, tuple(t["dataset"] for t in tasks), tuned))
+        assert all(t["size"] == "small" and t["train_steps"] == plan.small_train_steps for t in tasks)
+        return {"train_small_fe": next(values[side])}
+
+    monkeypatch.setattr(bench, "run_worker", fake_worker)
+    plan = bench.Plan(train_datasets=("fe",), small_rounds=3)
+    results = {"ours": {"train_small_fe": 250.0, "graphs_fe": 9.0}, "upstream": {"train_small_fe": 100.0}}
+    bench.repeat_small(results, plan, 1, lambda m: None, tuned={"ours": True, "upstream": False})
+    assert calls == [("ours", ("fe",), True), ("upstream", ("fe",), False)] * 2
+    assert results["ours"]["train_small_fe"] == 250.0 and results["upstream"]["train_small_fe"] == 140.0
+    assert results["ours"]["train_small_fe_rounds"] == [250.0, 300.0, 200.0]
+    assert results["ours"]["graphs_fe"] == 9.0
+    head, _ = bench.ratios(results["ours"], results["upstream"], "fe")
+    assert head["train_step_small"] == pytest.approx(250 / 140)
+    assert bench.Plan.quick().small_rounds == 1
