@@ -218,7 +218,8 @@ class _GatedAggregate(torch.autograd.Function):
             num = m.new_empty(n, width)
             den = m.new_empty(n, width)
             for dsts, rows, local in dst_segments.blocks(width):
-                sig = torch.sigmoid(_take(m, rows))
+                # a gathered copy is made sigmoid in place; a slice is a view of m
+                sig = torch.sigmoid(m[rows]) if isinstance(rows, slice) else m.index_select(0, rows).sigmoid_()
                 den[dsts] = _sorted_sum(sig, local)
                 num[dsts] = _sorted_sum(sig.mul_(vh.index_select(0, _take(src, rows))), local)
                 del sig
