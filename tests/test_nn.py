@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -656,6 +657,32 @@ def test_distinct_angle_encoder_equals_the_per_pair_encoder(layers):
         eval_outs.append(model(b).pooled)
     torch.testing.assert_close(eval_outs[0], eval_outs[2], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(eval_outs[1], eval_outs[2], rtol=1e-12, atol=1e-12)
+
+
+def test_distinct_bond_embedding_equals_the_per_bond_embedding():
+    """The bond embedding worked out once per distinct bond length and gathered per bond gives
+    the per-bond embedding's values, parameter gradients and running statistics; bond lengths
+    that need a gradient (forces) take the per-bond path."""
+    b = batch_of([rutile_tio2(), srtio3(), nacl()])
+    lengths = b.edge_len.double()
+    assert 2 * torch.unique(lengths).shape[0] <= lengths.shape[0]     # the distinct path is taken
+    torch.manual_seed(5)
+    model = AlignnEncoder(EncoderConfig.small()).double().train()
+    twin = copy.deepcopy(model)
+    g = torch.randn(lengths.shape[0], model.config.hidden_features, dtype=torch.float64)
+    got = model._distinct_bonds(lengths)
+    want = twin.edge_embedding(lengths)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    (got * g).sum().backward()
+    (want * g).sum().backward()
+    for (name, p), q in zip(model.edge_embedding.named_parameters(), twin.edge_embedding.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-10, msg=name)
+    for (name, r), s in zip(model.edge_embedding.named_buffers(), twin.edge_embedding.buffers()):
+        torch.testing.assert_close(r, s, msg=name)
+    needs_grad = b.clone()
+    needs_grad.edge_len = b.edge_len.double().requires_grad_(True)
+    model(needs_grad).pooled.sum().backward()
+    assert needs_grad.edge_len.grad is not None and needs_grad.edge_len.grad.abs().sum() > 0
 
 
 def test_inconsistent_angle_index_is_a_clear_error():

@@ -145,12 +145,16 @@ class AlignnEncoder(nn.Module):
         x, edge_index, edge_len, lg_edge_index, lg_cos, index, num_graphs = self._inputs(batch)
         dtype = self.atom_embedding.linear.weight.dtype
         h = self.atom_embedding(x.to(dtype))
-        e = self.edge_embedding(edge_len.to(dtype))
-        if edge_extra is not None:
-            e = e + edge_extra.to(dtype)
         ckpt = self.config.checkpointing and self.training and torch.is_grad_enabled()
         autocast = torch.is_autocast_enabled(x.device.type)
         fused = self.config.implementation == "fused"
+        e = None
+        if fused and not ckpt and not autocast and edge_len.shape[0] > 0 and not edge_len.requires_grad:
+            e = self._distinct_bonds(edge_len.to(dtype))
+        if e is None:
+            e = self.edge_embedding(edge_len.to(dtype))
+        if edge_extra is not None:
+            e = e + edge_extra.to(dtype)
         t = t_index = None
         if self.angle_embedding is not None:
             if fused and not ckpt and not autocast and lg_cos.shape[0] > 0:
@@ -183,6 +187,18 @@ class AlignnEncoder(nn.Module):
         for conv in self.gcn_layers:
             h, e = conv(h, e, edge_index, dst_segments=segments, src_segments=src_segments)
         return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, mask=pool_mask, num_graphs=num_graphs))
+
+    def _distinct_bonds(self, lengths: Tensor) -> Tensor | None:
+        """The bond embedding [E, H] worked out once per distinct bond length (the two directions
+        of a bond, and a crystal's symmetry, repeat each length 6-8 times in the data sets) and
+        gathered per bond; None where that does not pay (few repeats) or is not possible (see
+        :meth:`_Embedding.distinct`)."""
+        values, index = torch.unique(lengths, return_inverse=True)
+        if 2 * values.shape[0] > lengths.shape[0]:
+            return None
+        counts = torch.bincount(index, minlength=values.shape[0]).to(lengths.dtype)
+        u = self.edge_embedding.distinct(values, counts)
+        return None if u is None else u.index_select(0, index)
 
     def _distinct_angles(self, batch: Any, cos: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``(t, index)``: the angle embedding of each distinct bond angle [U, H] and, per bond
