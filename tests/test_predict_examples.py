@@ -22,10 +22,21 @@ def _script():
     return mod
 
 
+def _approx(value):
+    """``value`` with every float replaced by ``pytest.approx`` at one unit of the 4th decimal."""
+    if isinstance(value, dict):
+        return {k: _approx(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_approx(v) for v in value]
+    return pytest.approx(value, abs=1.01e-4) if isinstance(value, float) else value
+
+
 def test_script_regenerates_the_committed_files(tmp_path: Path) -> None:
     assert _script().main(["--out", str(tmp_path)]) == 0
     index = json.loads((tmp_path / "index.json").read_text())
-    assert index == json.loads((EXAMPLES / "index.json").read_text())
+    # numbers to their last written digit: a length at a rounding boundary (Na3PS4's hop,
+    # 3.49825 Å) flips with the last bits of pymatgen's distance between releases
+    assert index == _approx(json.loads((EXAMPLES / "index.json").read_text()))
     for e in index:
         assert (tmp_path / e["file"]).read_text() == (EXAMPLES / e["file"]).read_text(), e["file"]
 
