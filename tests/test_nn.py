@@ -321,10 +321,12 @@ def test_bond_pair_stream_around_frozen_eval_mode_layers(freeze):
 def test_fused_training_step_keeps_no_bond_pair_inputs(monkeypatch):
     """Saved for backward in a fused training step: of the [T, H] bond-pair tensors only the gate
     pre-activations m_l (one per ALIGNN layer); the stream keeps the last t; reference keeps more.
-    (Widths up to KEEP_EMBEDDING_WIDTH keep the angle embedding's activations on purpose: off here.)"""
+    (Widths up to KEEP_EMBEDDING_WIDTH keep the angle embedding's activations, and gate tensors
+    up to WHOLE_ELEMENTS elements keep sigmoid(m), on purpose: both off here.)"""
     import hopnet.nn.fused as fused
 
     monkeypatch.setattr(fused, "KEEP_EMBEDDING_WIDTH", 0)
+    monkeypatch.setattr(fused, "WHOLE_ELEMENTS", 0)
     b = batch_of([srtio3(), nacl()])
     t_rows = b.lg_edge_index.shape[1]
     counts = {}
@@ -770,6 +772,43 @@ def test_segment_sums_equal_the_scatter_bit_for_bit(monkeypatch, chunk):
     assert torch.autograd.gradcheck(
         lambda a, b: gated_aggregate(a, b, src[small], index[small] % 6, 1e-6, Segments(index[small] % 6, n)),
         (m[small].detach().requires_grad_(), vh.detach().requires_grad_()))
+
+
+@pytest.mark.parametrize("sorted_src", [True, False])
+def test_gated_aggregate_whole_tensors_equal_the_row_blocks(monkeypatch, sorted_src):
+    """Up to WHOLE_ELEMENTS the gated aggregate works on whole tensors and keeps sigmoid(m) for
+    backward; above it, row blocks that recompute it: the same numbers and gradients (both pass
+    gradcheck), with and without a sorted src."""
+    import hopnet.nn.fused as fused
+    from hopnet.nn.fused import Segments
+
+    torch.manual_seed(11)
+    n, f, rows = 25, 3, 700
+    src = torch.randint(0, n, (rows,))
+    if sorted_src:
+        src = torch.sort(src).values
+    dst = torch.randint(0, n, (rows,))
+    dst[dst == 4] = 5                                      # a destination without edges
+    m = torch.randn(rows, f, dtype=torch.float64, requires_grad=True)
+    vh = torch.randn(n, f, dtype=torch.float64, requires_grad=True)
+
+    def run(a, b):
+        return gated_aggregate(a, b, src, dst, 1e-6, Segments(dst, n), Segments(src, n))
+
+    results = []
+    for whole, chunk in ((fused.WHOLE_ELEMENTS, fused.CHUNK_ELEMENTS), (0, 60)):
+        monkeypatch.setattr(fused, "WHOLE_ELEMENTS", whole)
+        monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk)    # many blocks when blocked
+        out = run(m, vh)
+        results.append((out, *torch.autograd.grad(out.sin().sum(), (m, vh))))
+        small_src, small_dst = src[:40], dst[:40]
+        assert torch.autograd.gradcheck(
+            lambda a, b: gated_aggregate(a, b, small_src, small_dst, 1e-6, Segments(small_dst, n),
+                                         Segments(small_src, n)),
+            (m[:40].detach().requires_grad_(), vh.detach().requires_grad_()))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    assert results[0][0][4].abs().sum() == 0
 
 
 def test_sorted_source_sums_give_the_scatter_gradients(monkeypatch):
