@@ -49,12 +49,13 @@ class _Embedding(nn.Module):
         return (self.fused and self.training and self.mlp1.bn.training and self.mlp2.bn.training
                 and d.shape[0] > 0 and not torch.is_autocast_enabled(d.device.type))
 
-    def distinct(self, values: Tensor, counts: Tensor, update_stats: bool = True) -> Tensor | None:
-        """The embedding of distinct ``values`` [U], value ``u`` standing for ``counts[u]`` rows:
-        row ``u`` of the result is what :meth:`forward` gives each of those rows (batch-norm
-        statistics of the whole batch in training mode). None where that needs the expanded batch
-        (a training-mode batch norm outside the fused path)."""
+    def distinct(self, values: Tensor, index: Tensor, update_stats: bool = True) -> Tensor | None:
+        """The embedding of distinct ``values`` [U] of a batch whose row ``r`` holds
+        ``values[index[r]]``: row ``u`` of the result is what :meth:`forward` gives each row of
+        value ``u`` (batch-norm statistics of the whole batch in training mode). None where that
+        needs the expanded batch (a training-mode batch norm outside the fused path)."""
         if self._fused_training(values):
+            counts = torch.bincount(index, minlength=values.shape[0]).to(values.dtype)
             return gaussian_mlp(values, self.rbf.centers, self.rbf.gamma, self.mlp1, self.mlp2, update_stats,
                                 counts=counts)
         if self.mlp1.bn.training or self.mlp2.bn.training:
@@ -148,8 +149,9 @@ class AlignnEncoder(nn.Module):
         ckpt = self.config.checkpointing and self.training and torch.is_grad_enabled()
         autocast = torch.is_autocast_enabled(x.device.type)
         fused = self.config.implementation == "fused"
+        on_distinct = fused and not ckpt and not autocast     # embeddings once per distinct value
         e = None
-        if fused and not ckpt and not autocast and edge_len.shape[0] > 0 and not edge_len.requires_grad:
+        if on_distinct and edge_len.shape[0] > 0 and not edge_len.requires_grad:
             e = self._distinct_bonds(edge_len.to(dtype))
         if e is None:
             e = self.edge_embedding(edge_len.to(dtype))
@@ -157,7 +159,7 @@ class AlignnEncoder(nn.Module):
             e = e + edge_extra.to(dtype)
         t = t_index = None
         if self.angle_embedding is not None:
-            if fused and not ckpt and not autocast and lg_cos.shape[0] > 0:
+            if on_distinct and lg_cos.shape[0] > 0:
                 t, t_index = self._distinct_angles(batch, lg_cos.to(dtype))
             if t is None:
                 t = self._maybe_checkpoint(ckpt, self.angle_embedding, lg_cos.to(dtype))
@@ -196,8 +198,7 @@ class AlignnEncoder(nn.Module):
         values, index = torch.unique(lengths, return_inverse=True)
         if 2 * values.shape[0] > lengths.shape[0]:
             return None
-        counts = torch.bincount(index, minlength=values.shape[0]).to(lengths.dtype)
-        u = self.edge_embedding.distinct(values, counts)
+        u = self.edge_embedding.distinct(values, index)
         return None if u is None else u.index_select(0, index)
 
     def _distinct_angles(self, batch: Any, cos: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -211,8 +212,7 @@ class AlignnEncoder(nn.Module):
             angles = batch.lg_angle.to(cos.dtype)
         else:
             angles, index = torch.unique(cos, return_inverse=True)
-        counts = torch.bincount(index, minlength=angles.shape[0]).to(cos.dtype)
-        t = self.angle_embedding.distinct(angles, counts)
+        t = self.angle_embedding.distinct(angles, index)
         return (None, None) if t is None else (t, index)
 
     @staticmethod
