@@ -1,20 +1,27 @@
-"""Universal-potential NEB baseline: climbing-image NEB with CHGNet through ASE.
+"""Universal-potential NEB: climbing-image NEB with a universal potential (CHGNet by default).
 
 A :class:`~hopnet.paths.MigrationPath` gives the two end structures (the ion at index 0, the
-host after it). The end points are relaxed (positions only, fixed cell) unless
-``NebConfig.relax`` is false, images are interpolated between them (IDPP or linear) and a
-climbing-image NEB is converged to ``fmax`` (eV/Å) or stopped after ``steps`` optimiser steps.
+host after it). With ``NebConfig.cell = "canonical"`` the hop is first rebuilt in its canonical
+cell (:mod:`hopnet.cells`: primitive, Niggli-reduced, the smallest diagonal supercell at least
+``min_width`` Å wide -- the cell screening builds its bands in), so a band given in a 1,000-atom
+cell costs what its crystal needs. The end points are relaxed together (positions only, fixed
+cell) unless ``relax`` is false; an end point whose ion slides more than
+:data:`MAX_ION_SHIFT` of the hop (it fell into another minimum) is relaxed again with the ion held
+on its site and flagged. Images are interpolated between them (IDPP or linear) and a climbing-image
+NEB runs until ``fmax`` (eV/Å), ``steps`` optimiser steps or ``time_budget`` seconds. Every step
+evaluates all images in one batched potential call (:class:`hopnet.potentials.BatchedImages`).
 
 Energies are total energies (eV); barriers are
 
 * forward  = max image energy - initial energy,
 * reverse  = max image energy - final energy,
 
-and ``barrier`` is the forward one (what the data set's ``target`` holds).
+and ``barrier`` is the forward one (what the data set's ``target`` holds). A band that stops
+before convergence still gives its barriers, flagged by ``converged``, ``stop`` and ``max_force``.
 
-CHGNet ships its weights inside its PyPI wheel, so nothing is downloaded at run time. It is an
-optional dependency (``pip install 'hopnet[neb]'``); without it :func:`run_neb` raises
-:class:`NebDependencyError`.
+CHGNet and SevenNet-0 ship their weights inside their PyPI wheels, so nothing is downloaded at
+run time. They are optional dependencies (``pip install 'hopnet[neb]'``); without one
+:func:`run_neb` raises :class:`NebDependencyError`.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -32,6 +38,7 @@ import numpy as np
 
 from hopnet.errors import HopnetError, PathError
 from hopnet.paths import MigrationPath
+from hopnet.potentials import BACKBONES, MISSING_CHGNET, PotentialDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +51,17 @@ __all__ = [
     "read_results",
     "paths_from_entries",
     "MISSING_CHGNET",
+    "MAX_ION_SHIFT",
 ]
 
-MISSING_CHGNET = "hopnet neb needs CHGNet: pip install 'hopnet[neb]'"
 OPTIMIZERS = ("FIRE", "BFGS")
 INTERPOLATIONS = ("linear", "idpp")
+CELLS = ("given", "canonical")
+#: an end point whose ion moves more than this fraction of the hop length (at most 1 Å) while
+#: relaxing has left its site: it is relaxed again with the ion held
+MAX_ION_SHIFT = 0.35
 
-
-class NebDependencyError(HopnetError, ImportError):
-    """CHGNet (the optional ``neb`` extra) is not installed."""
+NebDependencyError = PotentialDependencyError
 
 
 @dataclass(frozen=True)
@@ -60,13 +69,16 @@ class NebConfig:
     """Settings of one NEB run.
 
     ``fmax``: force convergence of the band (eV/Å, climbing image included); ``steps``: maximum
-    NEB optimiser steps. ``relax``: relax the end points first (positions only, fixed cell) to
-    ``relax_fmax`` (eV/Å) within ``relax_steps``. ``n_images``: images of the band counting both
-    end points (None: the path's own ``n_images``, 5 for the data set, i.e. 3 moving images).
-    ``interpolation``: "idpp" (default; the straight line relaxed in an image-dependent pair
-    potential, minimum-image distances) or "linear" (the straight line, which can put an image on
-    a host atom: 13.6 eV "barrier" for Ca0.5Fe2P3O12 in the data set). ``spring``: NEB spring
-    constant (eV/Å²). ``model``: CHGNet model version shipped in the wheel.
+    NEB optimiser steps; ``time_budget``: wall seconds for the whole path (relaxation included;
+    None: no limit), after which the band stops where it is. ``relax``: relax the end points first
+    (positions only, fixed cell) to ``relax_fmax`` (eV/Å) within ``relax_steps``. ``n_images``:
+    images of the band counting both end points (None: the path's own ``n_images``, 5 for the data
+    set, i.e. 3 moving images). ``interpolation``: "idpp" (default; the straight line relaxed in an
+    image-dependent pair potential, minimum-image distances) or "linear" (the straight line, which
+    can put an image on a host atom: 13.6 eV "barrier" for Ca0.5Fe2P3O12 in the data set).
+    ``spring``: NEB spring constant (eV/Å²). ``potential``: the backbone (``chgnet`` or
+    ``sevennet``), ``model`` its model version (None: the backbone's default). ``cell``: "given"
+    (the path's own cell) or "canonical" (see the module docstring), with ``min_width`` Å.
     """
 
     fmax: float = 0.05
@@ -79,8 +91,12 @@ class NebConfig:
     optimizer: str = "FIRE"
     climb: bool = True
     spring: float = 0.1
-    model: str = "0.3.0"
+    potential: str = "chgnet"
+    model: str | None = None
     device: str = "cpu"
+    cell: str = "given"
+    min_width: float = 6.5
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fmax) and self.fmax > 0):
@@ -99,17 +115,30 @@ class NebConfig:
             raise HopnetError(f"interpolation {self.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
         if not (math.isfinite(self.spring) and self.spring > 0):
             raise HopnetError(f"spring must be a positive number of eV/Å², got {self.spring!r}")
+        if self.potential not in BACKBONES:
+            raise HopnetError(f"potential {self.potential!r} is not one of {', '.join(BACKBONES)}")
+        if self.cell not in CELLS:
+            raise HopnetError(f"cell {self.cell!r} is not one of {', '.join(CELLS)}")
+        if not (math.isfinite(self.min_width) and self.min_width >= 0):
+            raise HopnetError(f"min_width must be a non-negative number of Å, got {self.min_width!r}")
+        if self.time_budget is not None and not (math.isfinite(self.time_budget) and self.time_budget > 0):
+            raise HopnetError(f"time_budget must be a positive number of seconds, got {self.time_budget!r}")
 
 
 @dataclass
 class NebResult:
-    """Outcome of one NEB run (energies in eV, times in s, forces in eV/Å).
+    """Outcome of one NEB run (energies in eV, times in s, forces in eV/Å, lengths in Å).
 
     ``energies`` are the total energies of the images along the final band (both end points
     included); ``barrier`` = ``forward_barrier`` = max(energies) - energies[0];
-    ``reverse_barrier`` = max(energies) - energies[-1]. ``converged`` is true when the band
-    reached ``fmax`` within ``steps``; ``relax_converged`` likewise for both end points (None
-    when not relaxed). ``max_force`` is the largest NEB force at the end (eV/Å).
+    ``reverse_barrier`` = max(energies) - energies[-1]; ``delta_e`` = energies[-1] - energies[0].
+    ``converged`` is true when the band reached ``fmax``; ``stop`` says why it stopped
+    ("converged", "steps", "time"). ``relax_converged`` likewise for both end points (None when
+    not relaxed). ``max_force`` is the largest NEB force at the end. ``ion_shift``: how far the ion
+    moved while its end points relaxed (the larger of the two); ``ion_held``: an end point had to
+    be relaxed again with the ion held on its site. ``cell``/``supercell``: the cell the band ran
+    in; ``potential``: the backbone and its version; ``n_calls``: batched potential calls;
+    ``relax_s``: wall seconds until the band started; ``cpu_s``: CPU seconds of the process.
     """
 
     id: str
@@ -128,6 +157,16 @@ class NebResult:
     relax_steps: int
     wall_s: float
     hop_length: float
+    delta_e: float = 0.0
+    stop: str = ""
+    ion_shift: float = 0.0
+    ion_held: bool = False
+    cell: str = "given"
+    supercell: list[int] = field(default_factory=lambda: [1, 1, 1])
+    potential: str = ""
+    n_calls: int = 0
+    relax_s: float = 0.0
+    cpu_s: float = 0.0
     config: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
@@ -135,53 +174,11 @@ class NebResult:
         return asdict(self)
 
 
-# --------------------------------------------------------------------------- CHGNet
-_MODELS: dict[tuple[str, str], Any] = {}
+# --------------------------------------------------------------------------- potential
+def _potential(config: NebConfig) -> Any:
+    from hopnet.potentials import load_potential
 
-
-def _load_chgnet(version: str, device: str) -> Any:
-    """The CHGNet model (cached per process); raises :class:`NebDependencyError` without it."""
-    key = (version, device)
-    if key in _MODELS:
-        return _MODELS[key]
-    try:
-        from chgnet.model import CHGNet
-    except ImportError:
-        raise NebDependencyError(MISSING_CHGNET) from None
-    try:
-        model = CHGNet.load(model_name=version, use_device=device, verbose=False)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        raise HopnetError(f"cannot load CHGNet model {version!r}: {exc}") from None
-    model.eval()
-    _MODELS[key] = model
-    return model
-
-
-def _calculator(model: Any, device: str = "cpu") -> Any:
-    """An ASE calculator giving CHGNet energy (eV) and forces (eV/Å) only: the stock
-    ``CHGNetCalculator`` always computes stresses and magnetic moments too (slower)."""
-    from ase.calculators.calculator import Calculator, all_changes
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    class _ChgnetEF(Calculator):
-        implemented_properties = ["energy", "free_energy", "forces"]
-
-        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-            super().calculate(atoms, properties, system_changes)
-            structure = AseAtomsAdaptor.get_structure(self.atoms)
-            with warnings.catch_warnings():  # CHGNet's own "tensor to scalar" UserWarning
-                warnings.simplefilter("ignore", UserWarning)
-                graph = model.graph_converter(structure)
-                out = model.predict_graph(graph.to(device), task="ef")
-            scale = len(structure) if model.is_intensive else 1
-            energy = float(np.asarray(out["e"]).reshape(-1)[0]) * scale
-            self.results = {
-                "energy": energy,
-                "free_energy": energy,
-                "forces": np.asarray(out["f"], dtype=float).reshape(len(structure), 3),
-            }
-
-    return _ChgnetEF()
+    return load_potential(config.potential, config.model, config.device)
 
 
 # --------------------------------------------------------------------------- NEB
@@ -189,12 +186,6 @@ def _optimizer(name: str) -> Any:
     from ase.optimize import BFGS, FIRE
 
     return {"FIRE": FIRE, "BFGS": BFGS}[name.upper()]
-
-
-def _neb_class() -> Any:
-    from ase.mep import NEB  # ase >= 3.23 (the pinned minimum)
-
-    return NEB
 
 
 def _to_atoms(structure: Any) -> Any:
@@ -209,43 +200,132 @@ def _to_atoms(structure: Any) -> Any:
     return atoms
 
 
-def _relax(atoms: Any, model: Any, config: NebConfig) -> tuple[bool, int]:
-    """Relax positions (fixed cell) in place; (converged, steps)."""
-    atoms.calc = _calculator(model, config.device)
-    opt = _optimizer(config.optimizer)(atoms, logfile=None)
-    converged = bool(opt.run(fmax=config.relax_fmax, steps=config.relax_steps))
-    return converged, int(opt.nsteps)
+def _stack(atoms_list: Sequence[Any]) -> Any:
+    """The structures of ``atoms_list`` as one ASE optimisable (positions concatenated), so
+    that one optimiser relaxes them together and each step is one batched potential call."""
+    from ase.optimize.optimize import Optimizable
+
+    class Stack(Optimizable):
+        def __init__(self) -> None:
+            self.atoms = list(atoms_list)
+            self.sizes = np.cumsum([0] + [3 * len(a) for a in self.atoms])
+
+        def ndofs(self) -> int:
+            return int(self.sizes[-1])
+
+        def get_x(self) -> np.ndarray:
+            return np.concatenate([a.get_positions().ravel() for a in self.atoms])
+
+        def set_x(self, x: np.ndarray) -> None:
+            for a, lo, hi in zip(self.atoms, self.sizes[:-1], self.sizes[1:]):
+                a.set_positions(np.asarray(x[lo:hi]).reshape(-1, 3))
+
+        def get_gradient(self) -> np.ndarray:
+            return -np.concatenate([a.get_forces().ravel() for a in self.atoms])
+
+        def get_value(self) -> float:
+            return float(sum(a.get_potential_energy() for a in self.atoms))
+
+        def iterimages(self):
+            yield from self.atoms
+
+    return Stack()
 
 
-def _band_max_force(neb: Any) -> float:
-    f = neb.get_forces()
-    return float(np.sqrt((f**2).sum(axis=1)).max()) if len(f) else 0.0
+class _Clock:
+    """Wall time left of a path's budget."""
+
+    def __init__(self, budget: float | None) -> None:
+        self.t0, self.budget = time.perf_counter(), budget
+
+    def out(self) -> bool:
+        return self.budget is not None and time.perf_counter() - self.t0 > self.budget
+
+
+def _run(opt: Any, fmax: float, steps: int, clock: _Clock) -> str:
+    """Run ``opt`` to ``fmax`` within ``steps`` and the clock; why it stopped."""
+    if steps <= 0:
+        return "steps"
+    for converged in opt.irun(fmax=fmax, steps=steps):
+        if converged:
+            return "converged"
+        if clock.out():
+            return "time"
+    return "steps"
+
+
+def _relax(ends: list[Any], potential: Any, config: NebConfig, clock: _Clock) -> tuple[bool, int]:
+    """Relax the end points in place, together; (converged, optimiser steps)."""
+    from hopnet.potentials import BatchedImages
+
+    BatchedImages(potential, ends).attach()
+    opt = _optimizer(config.optimizer)(_stack(ends), logfile=None)
+    stop = _run(opt, config.relax_fmax, config.relax_steps, clock)
+    return stop == "converged", int(opt.nsteps)
+
+
+def _ion_shift(before: Any, after: Any) -> float:
+    """Minimum-image distance (Å) the ion (atom 0) moved."""
+    d = after.positions[0] - before.positions[0]
+    frac = np.linalg.solve(before.cell.array.T, d)
+    return float(np.linalg.norm((frac - np.round(frac)) @ before.cell.array))
+
+
+def _relaxed_ends(path: MigrationPath, potential: Any, config: NebConfig, clock: _Clock
+                  ) -> tuple[Any, Any, dict]:
+    from ase.constraints import FixAtoms
+
+    start = [_to_atoms(path.initial()), _to_atoms(path.final())]
+    info: dict = {"relaxed": False, "relax_converged": None, "relax_steps": 0, "ion_shift": 0.0, "ion_held": False}
+    if not (config.relax and config.relax_steps > 0):
+        return start[0], start[1], info
+    ends = [a.copy() for a in start]
+    conv, steps = _relax(ends, potential, config, clock)
+    shifts = [_ion_shift(a, b) for a, b in zip(start, ends)]
+    limit = min(1.0, MAX_ION_SHIFT * path.hop_length)
+    moved = [k for k, s in enumerate(shifts) if s > limit]
+    if moved:
+        log.info("ion left its site while relaxing (%.2f Å): relaxed again with the ion held", max(shifts))
+        again = [start[k].copy() for k in moved]
+        for a in again:
+            a.set_constraint(FixAtoms(indices=[0]))
+        c2, s2 = _relax(again, potential, config, clock)
+        for k, a in zip(moved, again):
+            a.set_constraint()
+            ends[k] = a
+        conv, steps = conv and c2, steps + s2
+    info.update(relaxed=True, relax_converged=conv, relax_steps=steps, ion_shift=max(shifts), ion_held=bool(moved))
+    return ends[0], ends[1], info
 
 
 def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "",
             meta: dict | None = None) -> NebResult:
-    """Climbing-image NEB of ``path`` with CHGNet; see the module docstring.
+    """Climbing-image NEB of ``path`` with a universal potential; see the module docstring.
 
-    Raises :class:`NebDependencyError` without CHGNet, :class:`HopnetError` when ``path`` is not
-    a :class:`MigrationPath` or the potential returns non-finite energies.
+    Raises :class:`NebDependencyError` without the potential's package, :class:`HopnetError`
+    when ``path`` is not a :class:`MigrationPath` or the potential returns non-finite energies.
     """
+    from ase.mep import NEB
+
+    from hopnet.potentials import BatchedImages
+
     if not isinstance(path, MigrationPath):
         raise PathError(f"run_neb needs a MigrationPath, got {type(path).__name__}")
-    model = _load_chgnet(config.model, config.device)
-    t0 = time.perf_counter()
-    initial, final = _to_atoms(path.initial()), _to_atoms(path.final())
-    relax_conv: bool | None = None
-    relax_steps = 0
-    if config.relax and config.relax_steps > 0:
-        c1, s1 = _relax(initial, model, config)
-        c2, s2 = _relax(final, model, config)
-        relax_conv, relax_steps = c1 and c2, s1 + s2
-        log.debug("end points relaxed in %d steps (converged: %s)", relax_steps, relax_conv)
+    potential = _potential(config)
+    clock = _Clock(config.time_budget)
+    t0, c0 = time.perf_counter(), time.process_time()
+    supercell = [1, 1, 1]
+    if config.cell == "canonical":
+        from hopnet.cells import canonical_from_path
+
+        canon = canonical_from_path(path, min_width=config.min_width)
+        path, supercell = canon.path, list(canon.supercell)
+    initial, final, info = _relaxed_ends(path, potential, config, clock)
+    relax_s = time.perf_counter() - t0
     n = config.n_images if config.n_images is not None else max(path.n_images, 3)
     images = [initial] + [initial.copy() for _ in range(n - 2)] + [final]
-    for im in images:
-        im.calc = _calculator(model, config.device)
-    neb = _neb_class()(images, k=config.spring, climb=config.climb, method="improvedtangent")
+    group = BatchedImages(potential, images).attach()
+    neb = NEB(images, k=config.spring, climb=config.climb, method="improvedtangent")
     # positions are unwrapped (the final ion sits at initial + hop vector, the path's image
     # convention), so the straight line needs no minimum image; IDPP's target pair distances do
     neb.interpolate(method="linear", mic=False)
@@ -254,11 +334,13 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
 
         idpp_interpolate(neb, traj=None, log=None, mic=True)
     opt = _optimizer(config.optimizer)(neb, logfile=None)
-    converged = bool(opt.run(fmax=config.fmax, steps=config.steps)) if config.steps > 0 else False
+    stop = _run(opt, config.fmax, config.steps, clock)
     energies = [float(im.get_potential_energy()) for im in images]
     if not all(math.isfinite(e) for e in energies):
-        raise HopnetError(f"CHGNet returned non-finite energies for the {path.ion} hop in "
+        raise HopnetError(f"{config.potential} returned non-finite energies for the {path.ion} hop in "
                           f"{path.host.composition.reduced_formula}")
+    f = neb.get_forces()
+    max_force = float(np.sqrt((f**2).sum(axis=1)).max()) if len(f) else 0.0
     top = max(energies)
     wall = time.perf_counter() - t0
     result = NebResult(
@@ -270,19 +352,29 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
         forward_barrier=top - energies[0],
         reverse_barrier=top - energies[-1],
         energies=energies,
-        converged=converged,
+        converged=stop == "converged",
         n_steps=int(opt.nsteps),
-        max_force=_band_max_force(neb),
-        relaxed=relax_conv is not None,
-        relax_converged=relax_conv,
-        relax_steps=relax_steps,
+        max_force=max_force,
+        relaxed=info["relaxed"],
+        relax_converged=info["relax_converged"],
+        relax_steps=info["relax_steps"],
         wall_s=wall,
         hop_length=path.hop_length,
+        delta_e=energies[-1] - energies[0],
+        stop=stop,
+        ion_shift=info["ion_shift"],
+        ion_held=info["ion_held"],
+        cell=config.cell,
+        supercell=supercell,
+        potential=potential.version,
+        n_calls=group.n_calls,
+        relax_s=relax_s,
+        cpu_s=time.process_time() - c0,
         config=asdict(config),
         meta=dict(meta or {}),
     )
     log.info("%s: barrier %.3f eV (%s, %d steps) in %.1f s", id or result.formula,
-             result.barrier, "converged" if converged else "not converged", result.n_steps, wall)
+             result.barrier, stop, result.n_steps, wall)
     return result
 
 
@@ -301,10 +393,13 @@ def run_neb_many(
     out_jsonl: str | os.PathLike | None = None,
 ) -> list[NebResult]:
     """Run :func:`run_neb` on ``(id, path[, meta])`` items; append one JSON line per finished
-    path to ``out_jsonl`` (flushed and fsynced) and skip ids already there (resume). Returns the
-    results computed in this call. Ids must be unique."""
-    from hopnet.provenance import append_jsonl
+    path to ``out_jsonl`` (flushed and fsynced, with the hopnet version and git commit) and skip
+    ids already there (resume). A path whose NEB fails gives an error row (``{"id", "error",
+    ...}``, also returned) instead of stopping the run. Returns the results computed in this
+    call. Ids must be unique."""
+    from hopnet.provenance import append_jsonl, git_commit, package_version
 
+    provenance = {"hopnet_version": package_version(), "git_commit": git_commit()}
     done: set[str] = set()
     out = Path(out_jsonl) if out_jsonl is not None else None
     if out is not None:
@@ -320,10 +415,18 @@ def run_neb_many(
         if pid in done:
             log.info("%s: already in %s, skipped", pid, out)
             continue
-        res = run_neb(path, config, id=pid, meta=meta)
+        try:
+            res = run_neb(path, config, id=pid, meta=meta)
+            row = {**res.to_dict(), "provenance": provenance}
+        except NebDependencyError:
+            raise
+        except (HopnetError, ValueError, RuntimeError, IndexError) as exc:  # one path, not the run
+            log.warning("%s: failed: %s", pid, exc)
+            res = row = {"id": pid, "error": f"{type(exc).__name__}: {exc}", "config": asdict(config),
+                         "meta": dict(meta or {}), "provenance": provenance}
         results.append(res)
         if out is not None:
-            append_jsonl(out, res.to_dict())
+            append_jsonl(out, row)
     return results
 
 

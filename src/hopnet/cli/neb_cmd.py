@@ -45,6 +45,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--interpolation", default="idpp", choices=("idpp", "linear"),
                    help="initial band: IDPP (default) or the straight line")
     p.add_argument("--optimizer", default="FIRE", choices=("FIRE", "BFGS"), help="default FIRE")
+    p.add_argument("--potential", default="chgnet", choices=("chgnet", "sevennet"),
+                   help="universal potential (default chgnet; sevennet needs `pip install sevenn`)")
+    p.add_argument("--cell", default="given", choices=("given", "canonical"),
+                   help="run in the path's own cell (default) or its canonical cell: primitive, "
+                        "Niggli-reduced, the smallest diagonal supercell --min-width wide (as screening)")
+    p.add_argument("--min-width", type=float, default=6.5, metavar="Å",
+                   help="narrowest width of the canonical cell (default 6.5 Å)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="wall seconds per path; the band stops where it is, flagged (default: none)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="with --data: run only entries k, k+N, k+2N, ... (0-based; for parallel workers)")
     p.add_argument("--json", action="store_true", help="one JSON line per path on stdout")
     p.set_defaults(func=run)
 
@@ -57,7 +68,8 @@ def _config(args: argparse.Namespace) -> Any:
     return NebConfig(
         fmax=args.fmax, steps=args.steps, relax=not args.no_relax, relax_fmax=args.fmax,
         relax_steps=args.relax_steps, n_images=args.images,
-        interpolation=args.interpolation, optimizer=args.optimizer,
+        interpolation=args.interpolation, optimizer=args.optimizer, potential=args.potential,
+        cell=args.cell, min_width=args.min_width, time_budget=args.time_budget,
     )
 
 
@@ -67,6 +79,8 @@ def _paths(args: argparse.Namespace) -> list[tuple[str, Any, dict]]:
 
     if (args.structure is None) == (args.data is None):
         raise HopnetError("give either a STRUCTURE file (with --ion, --from, --to) or --data FILE")
+    if args.shard is not None and args.structure is not None:
+        raise HopnetError("--shard applies to --data only")
     if args.structure is not None:
         missing = [o for o, v in (("--ion", args.ion), ("--from", args.start), ("--to", args.end)) if v is None]
         if missing:
@@ -87,17 +101,30 @@ def _paths(args: argparse.Namespace) -> list[tuple[str, Any, dict]]:
     entries = list(load(args.data))
     if args.limit is not None:
         entries = entries[: args.limit]
+    if args.shard is not None:
+        k, n = _shard(args.shard)
+        entries = entries[k::n]
     if not entries:
         raise HopnetError(f"{args.data}: no entries")
     return paths_from_entries(entries)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise HopnetError(f"--shard must be K/N with 0 <= K < N, got {text!r}") from None
+    if not 0 <= k < n:
+        raise HopnetError(f"--shard must be K/N with 0 <= K < N, got {text!r}")
+    return k, n
+
+
 def run(args: argparse.Namespace) -> int:
-    from hopnet.neb import _load_chgnet, read_results, run_neb_many
+    from hopnet.neb import _potential, read_results, run_neb_many
 
     config = _config(args)
     items = _paths(args)
-    _load_chgnet(config.model, config.device)  # fails with one line before any output
+    _potential(config)  # fails with one line before any output
     done = {str(r.get("id")) for r in read_results(args.output)} if args.output else set()
     for pid, path, meta in items:
         if pid in done:
@@ -105,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{pid}: already in {args.output}, skipped")
             continue
         for r in run_neb_many([(pid, path, meta)], config, args.output):
+            if isinstance(r, dict):  # a path that failed: its error row
+                print(json.dumps(r, sort_keys=True) if args.json else f"{pid}: failed: {r['error']}")
+                continue
             if args.json:
                 print(json.dumps(r.to_dict(), sort_keys=True))
             else:
