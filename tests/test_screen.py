@@ -79,7 +79,9 @@ def test_hop_counting_simple_cubic_and_supercell():
     sc = s.make_supercell([2, 2, 2], in_place=False)
     graph2, hops2, paths2 = find_hops(sc, "Li", max_hop=4.0)
     assert len(hops2) == 1 and hops2[0].multiplicity == 24
-    assert len(paths2[0].initial()) == len(sc) - 1
+    # the band is built in the canonical cell of the primitive crystal, whatever cell was given
+    assert len(paths2[0].initial()) == len(p.initial()) == 3
+    assert paths2[0].hop_length == pytest.approx(p.hop_length)
 
 
 def test_hop_counting_orthorhombic_and_explicit_hops():
@@ -197,7 +199,8 @@ def test_supercell_input_searches_the_primitive_cell():
     assert [h.multiplicity for h in hops] == [8, 8, 8]
     for h, p in zip(hops, paths):
         assert h.start != h.end and sc.species[h.start].symbol == sc.species[h.end].symbol == "Li"
-        assert p.hop_length == pytest.approx(h.length) and len(p.initial()) == len(sc) - 1
+        # the band: the canonical cell of the 2-atom primitive cell (doubled along the hop)
+        assert p.hop_length == pytest.approx(h.length) and len(p.initial()) == 3
     r = screen(sc, "Li", max_hop=4.1, model=LengthModel())
     assert [r.percolation[d].barrier for d in (1, 2, 3)] == pytest.approx([0.30, 0.35, 0.40])
     assert r.dimensionality == 3
@@ -208,9 +211,11 @@ def test_explicit_hop_in_an_ion_dense_cell_is_grouped_by_symmetry():
     _, hops, _ = find_hops(s, "Li", max_hop=2.2)  # only the in-plane Li(2)-Li(2) hop
     assert len(hops) == 1 and hops[0].length == pytest.approx(2.106, abs=0.01)
     assert hops[0].multiplicity == 81  # 3 per formula unit, 27 formula units
-    _, ex, paths = find_hops(s, "Li", explicit_hops=[(hops[0].start, hops[0].end)])
+    _, _, found = find_hops(s, "Li", max_hop=2.2, min_image_distance=6.5)
+    _, ex, paths = find_hops(s, "Li", explicit_hops=[(hops[0].start, hops[0].end)], min_image_distance=6.5)
     assert ex[0].multiplicity == 81 and ex[0].length == pytest.approx(hops[0].length)
-    assert len(paths[0].initial()) == len(s) - 1
+    # both bands are built in the canonical cell of the 4-atom primitive cell
+    assert len(paths[0].initial()) == len(found[0].initial()) < len(s) - 1
 
 
 @pytest.mark.parametrize("name, shortest, dim_at_threshold", [("Li3N", 2.106, 2), ("LiCoO2_layered", 2.816, 2)])
@@ -257,8 +262,9 @@ def test_small_cell_bands_are_enlarged_large_cells_left_alone():
     assert sorted(h.supercell for h in r0.hops) == [(1, 1, 2), (1, 2, 1), (2, 1, 1)]
     assert {h.band_atoms for h in r0.hops} == {4 - 2 + 5}
     assert "3x2x2" in r.table() and r.to_dict()["hops"][0]["band_supercell"] == [3, 2, 2]
-    big = screen(EXAMPLES / "LiFePO4_olivine.cif", "Li", max_hop=5.0, model=model)  # widths 9.4-12.0 Å
-    assert {h.supercell for h in big.hops} == {(1, 1, 1)} and {h.band_atoms for h in big.hops} == {112 - 2 + 5}
+    # a 112-atom olivine file: bands in its 28-atom primitive cell (Niggli: 4.7, 6.0, 10.3 Å) x (2, 2, 1)
+    big = screen(EXAMPLES / "LiFePO4_olivine.cif", "Li", max_hop=5.0, model=model)
+    assert {h.supercell for h in big.hops} == {(2, 2, 1)} and {h.band_atoms for h in big.hops} == {112 - 2 + 5}
 
 
 def test_enlarged_and_input_cell_bands_default_model_finite():
@@ -367,3 +373,28 @@ def test_cli_ion_free_host_without_room(tmp_path, capsys, fake_model):
     assert err and "no interstitial site" in err[-1] and not out_json.exists()
     assert main(["screen", str(cif), "--ion", "Li", "--interstitials", "0"]) != 0
     assert "--interstitials must be" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- invariance
+def test_screen_is_invariant_to_the_input_cell():
+    """The spinel's 8a-16c-8a hop: the same hops and barriers (within 0.01 eV) from the primitive
+    cell, the 56-atom file, supercells up to 3x3x3, a rotated and shifted copy and a copy with
+    shuffled atoms and a moved origin: every band is built in the primitive cell's canonical cell."""
+    from pymatgen.core.operations import SymmOp
+
+    s = Structure.from_file(EXAMPLES / "LiMn2O4_spinel.cif")
+    prim = s.get_primitive_structure()
+    rot = s.copy()
+    rot.apply_operation(SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0, translation_vec=(0.3, -1.1, 2.0)))
+    order = np.random.default_rng(0).permutation(len(s))
+    shuffled = Structure(s.lattice, [s.species[k] for k in order], s.frac_coords[order] + 0.123)
+    cells = [prim, s, s * (2, 2, 2), s * (3, 3, 3), prim * (3, 3, 3), rot, shuffled]
+    results = [screen(c, "Li", max_hop=5.0) for c in cells]
+    ref = results[0]
+    assert len(ref.hops) == 1 and ref.hops[0].length == pytest.approx(3.57, abs=0.01)
+    for c, r in zip(cells, results):
+        assert [round(h.length, 3) for h in r.hops] == [round(h.length, 3) for h in ref.hops], len(c)
+        assert [h.band_atoms for h in r.hops] == [h.band_atoms for h in ref.hops]
+        np.testing.assert_allclose([h.barrier for h in r.hops], [h.barrier for h in ref.hops], atol=0.01)
+        assert r.dimensionality == ref.dimensionality == 3
+        assert r.percolation[3].barrier == pytest.approx(ref.percolation[3].barrier, abs=0.01)

@@ -151,11 +151,11 @@ def symmetry_orbit(host: Any, frac: Sequence[float], symprec: float = 0.1, tol: 
     (fractional, in [0, 1)); images closer than ``tol`` Å count once."""
     rot, trans = _ops if _ops is not None else _operations(host, symprec)
     pts = _wrap(_images(rot, trans, np.asarray(frac, dtype=float)))
-    keep: list[np.ndarray] = []
-    for p in pts:
-        if not keep or float(np.min(host.lattice.get_all_distances([p], np.array(keep)))) >= tol:
-            keep.append(p)
-    return np.array(keep)
+    close = np.asarray(host.lattice.get_all_distances(pts, pts)) < tol  # one periodic distance matrix
+    keep = np.zeros(len(pts), dtype=bool)
+    for k in range(len(pts)):  # the first of each group of coinciding images stays
+        keep[k] = not np.any(close[k, :k] & keep[:k])
+    return pts[keep]
 
 
 def _orbit_distance(host: Any, a: np.ndarray, b: np.ndarray) -> float:
@@ -213,7 +213,10 @@ def find_interstitials(host: Any, ion: str, min_dist: float | None = None, sympr
         cands.append(verts[k])
     ops = _operations(host, symprec)
     sites: list[InterstitialSite] = []
+    known = np.zeros((0, 3))  # every orbit point of the sites found so far
     for c in cands:
+        if len(known) and float(np.min(host.lattice.get_all_distances(c[None, :], known))) < merge_tol:
+            continue  # on the orbit of a more open site: nothing new
         x = _wrap(_symmetrize(host.lattice, *ops, c, merge_tol))
         orbit = symmetry_orbit(host, x, tol=min(0.1, merge_tol), _ops=ops)
         cl = float(_clearance(host, orbit).min())
@@ -222,6 +225,7 @@ def find_interstitials(host: Any, ion: str, min_dist: float | None = None, sympr
         if any(_orbit_distance(host, orbit, s.orbit) < merge_tol for s in sites):
             continue  # the same distinct site as a more open candidate
         sites.append(InterstitialSite(x, orbit, cl))
+        known = np.vstack([known, orbit])
     return sorted(sites, key=lambda s: -s.clearance)
 
 

@@ -46,14 +46,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
+from hopnet.cells import canonical_hop, locate, primitive_cell, supercell_diagonal, symbols
 from hopnet.errors import HopnetError, PathError, StructureError
+from hopnet.hops import hop_graph
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
-from hopnet.structures import perpendicular_widths
 
 log = logging.getLogger(__name__)
 
@@ -285,9 +286,9 @@ def percolation_barriers(n_nodes: int, edges: np.ndarray, images: np.ndarray, ed
 # --------------------------------------------------------------------------- hops
 @dataclass(frozen=True)
 class _Graph:
-    """The periodic hop network on the primitive cell of the input structure (``prim``): the
-    migration-graph search is quadratic in the number of hops, so it runs on the smallest cell.
-    The network's dimensionality and percolation barriers are those of the input cell's network
+    """The periodic hop network on the primitive cell of the input structure (``prim``,
+    Niggli-reduced, :func:`hopnet.cells.primitive_cell`), hops grouped by
+    :func:`hopnet.hops.hop_graph`. The network's dimensionality and percolation barriers are those of the input cell's network
     (a supercell's lattice is a full-rank sublattice of the primitive one)."""
 
     ion_sites: np.ndarray  # (n,) index in ``prim`` of graph node k
@@ -296,80 +297,20 @@ class _Graph:
     labels: np.ndarray  # (E,) distinct-hop label of each edge
     prim: Any = None  # the primitive cell (pymatgen Structure, no oxidation states)
     n_cells: int = 1  # primitive cells per input cell
+    host_prim: Any = None  # for inserted ions: the empty host's primitive cell
 
-
-def _plain_copy(structure: Any) -> Any:
-    s = structure.copy()
-    try:
-        s.remove_oxidation_states()
-    except Exception:  # noqa: BLE001 - nothing to remove
-        pass
-    return s
+    def representative(self, label: int) -> int:
+        """The first edge of distinct hop ``label``."""
+        return int(np.flatnonzero(self.labels == label)[0])
 
 
 def _ion_indices(structure: Any, ion: str) -> np.ndarray:
-    symbols = [getattr(sp, "symbol", str(sp)) for sp in structure.species]
-    return np.array([k for k, sym in enumerate(symbols) if sym == ion], dtype=int)
+    return np.array([k for k, sym in enumerate(symbols(structure)) if sym == ion], dtype=int)
 
 
-def _locate(cell: Any, sites: np.ndarray, cart: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """For each Cartesian point (Å) the entry of ``sites`` (indices in ``cell``) it sits on
-    (within ``tol`` Å, periodic) and the cell translation from that site to the point; None
-    when some point sits on none of them."""
-    frac = np.asarray(cart, dtype=float).reshape(-1, 3) @ np.linalg.inv(cell.lattice.matrix)
-    site_frac = np.asarray(cell.frac_coords, dtype=float)[sites]
-    d = np.asarray(cell.lattice.get_all_distances(frac, site_frac)).reshape(len(frac), len(sites))
-    k = np.argmin(d, axis=1)
-    if len(frac) and float(d[np.arange(len(frac)), k].max()) > tol:
-        return None
-    return k, np.round(frac - site_frac[k]).astype(int)
-
-
-def _primitive(plain: Any, symprec: float) -> Any:
-    """The primitive cell of ``plain`` in the same Cartesian frame (pymatgen's translation
-    search, ``symprec`` Å), or ``plain`` itself when none is found or the input's sites do not
-    all map onto it."""
-    try:
-        prim = plain.get_primitive_structure(tolerance=float(symprec))
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises assorted errors on odd cells
-        log.info("no primitive cell (%s): the hop search runs on the input cell", exc)
-        return plain
-    if len(prim) >= len(plain) or len(plain) % len(prim):
-        return plain
-    tol = max(_SITE_TOL, 2.0 * float(symprec))
-    for sym in {getattr(sp, "symbol", str(sp)) for sp in plain.species}:
-        at = _locate(prim, _ion_indices(prim, sym), np.asarray(plain.cart_coords)[_ion_indices(plain, sym)], tol)
-        if at is None or len(np.unique(at[0])) != len(_ion_indices(prim, sym)):
-            log.info("primitive cell does not match the input's %s sites: the hop search runs on the input cell", sym)
-            return plain
-    return prim
-
-
-def _migration_graph(prim: Any, ion: str, max_hop: float, symprec: float, n_cells: int) -> _Graph:
-    try:
-        from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
-    except ImportError:
-        raise HopnetError("hopnet screen needs pymatgen-analysis-diffusion: pip install pymatgen-analysis-diffusion") from None
-    ion_idx = _ion_indices(prim, ion)
-    try:
-        mg = MigrationGraph.with_distance(prim, migrating_specie=ion, max_distance=float(max_hop), symprec=float(symprec))
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise PathError(f"migration graph of {ion} failed (symprec {symprec:g}): {str(exc).splitlines()[0]}") from None
-    nodes = mg.only_sites
-    if len(nodes) != len(ion_idx):
-        raise PathError(f"migration graph has {len(nodes)} {ion} sites, the structure {len(ion_idx)}")
-    # trap: node k must be ion site k of the structure (same order, same place)
-    d = prim.lattice.get_all_distances(nodes.frac_coords, prim.frac_coords[ion_idx])
-    if len(ion_idx) and float(np.max(np.diag(d))) > _SITE_TOL:
-        raise PathError(f"migration graph sites do not match the {ion} sites of the structure")
-    rows = [(u, v, tuple(int(x) for x in dd["to_jimage"]), dd["hop_label"])
-            for u, v, dd in mg.m_graph.graph.edges(data=True)]
-    if not rows:
-        return _Graph(ion_idx, np.zeros((0, 2), int), np.zeros((0, 3), int), np.zeros(0, int), prim, n_cells)
-    edges = np.array([(u, v) for u, v, _, _ in rows], dtype=int)
-    images = np.array([t for _, _, t, _ in rows], dtype=int)
-    _, labels = np.unique(np.array([lab for *_, lab in rows]), return_inverse=True)
-    return _Graph(ion_idx, edges, images, labels.astype(int), prim, n_cells)
+def _graph(prim: Any, ion: str, max_hop: float, symprec: float, n_cells: int) -> _Graph:
+    g = hop_graph(prim, ion, max_hop, symprec)
+    return _Graph(g.ion_sites, g.edges, g.images, g.labels, prim, n_cells)
 
 
 def _min_image(frac: np.ndarray, i: int, j: int) -> np.ndarray:
@@ -401,7 +342,7 @@ def _explicit_graph(structure: Any, prim: Any, n_cells: int, ion: str, hops: Seq
     edges, images, labels = [], [], []
     for h, (i, j) in enumerate(hops):
         t = _min_image(frac, int(i), int(j))
-        at = _locate(prim, ion_prim, np.vstack([cart[int(i)], cart[int(j)] + t @ lat]), tol)
+        at = locate(prim, ion_prim, np.vstack([cart[int(i)], cart[int(j)] + t @ lat]), tol)
         if at is None:
             raise PathError(f"hop {h}: its end points do not sit on {ion} sites of the primitive cell")
         (u, v), (cu, cv) = at
@@ -428,52 +369,32 @@ def band_supercell(lattice: Any, min_image_distance: float) -> np.ndarray:
     """Diagonal ``(n1, n2, n3)`` of the smallest diagonal supercell of ``lattice`` (pymatgen
     Lattice) whose perpendicular widths are all at least ``min_image_distance`` Å (scaling axis k
     by n_k scales the width across it by n_k); ones when the distance is 0."""
-    widths = perpendicular_widths(lattice.matrix)
-    if not min_image_distance > 0:
-        return np.ones(3, dtype=int)
-    return np.maximum(1, np.ceil(float(min_image_distance) / widths - 1e-9)).astype(int)
+    return supercell_diagonal(lattice.matrix, min_image_distance)
 
 
-def _hop_path(structure: Any, ion: str, i: int, j: int, image: np.ndarray, host: Any = None,
-              min_image_distance: float = 0.0) -> tuple[Any, np.ndarray]:
-    """The hop of the ion at site ``i`` into site ``j`` shifted by ``image`` (cells), built in
-    the supercell :func:`band_supercell` gives (at least doubled along ``image``'s axes for a hop
-    to the site's own image), and that supercell's diagonal. Without ``host``: a vacancy hop,
-    both end sites removed from ``structure``. With ``host`` (same lattice, no ion): the dilute
-    hop of one ion through the empty host."""
-    from pymatgen.core import Structure
-
-    from hopnet.paths import MigrationPath
-
-    image = np.asarray(image, dtype=int)
-    a = np.asarray(structure.frac_coords[i], dtype=float)
-    b = np.asarray(structure.frac_coords[j], dtype=float) + image
-    scale = band_supercell(structure.lattice, min_image_distance)
-    if i == j:  # hop to its own image: the end must be another site of the band cell
-        scale = np.where(image != 0, np.maximum(scale, np.abs(image) + 1), scale)
-    base = structure if host is None else host
-    s = base if np.all(scale == 1) else base.make_supercell(np.diag(scale), in_place=False)
-    a, b = a / scale, b / scale
+def _hop_path(graph: _Graph, label: int, ion: str, host: Any, min_image_distance: float) -> tuple[Any, np.ndarray]:
+    """The band of distinct hop ``label`` in its canonical cell (:func:`hopnet.cells.canonical_hop`
+    on the primitive cell) and that cell's supercell diagonal. Without ``host``: a vacancy hop,
+    both end sites emptied. With ``host`` (no ion): the dilute hop of one ion through the
+    empty host's canonical cell."""
+    prim = graph.prim
+    e = graph.representative(label)
+    pc = np.asarray(prim.cart_coords, dtype=float)
+    u, v = graph.ion_sites[graph.edges[e]]
+    start = pc[u]
+    hop = pc[v] + graph.images[e] @ np.asarray(prim.lattice.matrix, dtype=float) - start
     if host is None:
-        n_expected = len(s) - 1
-        d = s.lattice.get_all_distances(np.vstack([a, b]), s.frac_coords)
-        gone = np.flatnonzero(d.min(axis=0) < _SITE_TOL)
-        if len(gone) != 2 or not all(getattr(s.species[k], "symbol", str(s.species[k])) == ion for k in gone):
-            raise PathError(f"hop {i}->{j}: the end points match {len(gone)} site(s), not the two {ion} sites")
-        keep = np.setdiff1d(np.arange(len(s)), gone)
-        band_host = Structure(s.lattice, [s.species[k] for k in keep], s.frac_coords[keep])
+        c = canonical_hop(prim, ion, start, hop, min_width=min_image_distance, primitive=prim)
+        n_expected = len(c.path.host) + 1
     else:
-        if len(_ion_indices(s, ion)):
-            raise PathError(f"hop {i}->{j}: the host for inserted {ion} already holds {ion}")
-        n_expected = len(s) + 1
-        band_host = Structure(s.lattice, list(s.species), s.frac_coords)
-    path = MigrationPath(band_host, ion, a, b, image_convention="as_given")
-    # trap guard: both end structures hold the host plus exactly one migrating ion
-    for name, end in (("initial", path.initial()), ("final", path.final())):
+        c = canonical_hop(host, ion, start, hop, min_width=min_image_distance, vacancy=False,
+                          primitive=graph.host_prim)
+        n_expected = len(c.path.host) + 1
+    for name, end in (("initial", c.path.initial()), ("final", c.path.final())):
         if len(end) != n_expected:
-            raise PathError(f"hop {i}->{j}: {name} structure has {len(end)} atoms, expected {n_expected}")
-    path.validate()
-    return path, scale
+            raise PathError(f"hop {label}: {name} structure has {len(end)} atoms, expected {n_expected}")
+    c.path.validate()
+    return c.path, np.asarray(c.supercell, dtype=int)
 
 
 def _reps_on_input(structure: Any, ion: str, graph: _Graph, tol: float) -> list[tuple[int, int, np.ndarray]]:
@@ -485,12 +406,12 @@ def _reps_on_input(structure: Any, ion: str, graph: _Graph, tol: float) -> list[
     first = np.array([int(np.flatnonzero(graph.labels == lab)[0]) for lab in range(int(graph.labels.max()) + 1)])
     u, v = graph.ion_sites[graph.edges[first, 0]], graph.ion_sites[graph.edges[first, 1]]
     hop_vec = pc[v] + graph.images[first] @ np.asarray(prim.lattice.matrix, dtype=float) - pc[u]
-    start = _locate(structure, ion_in, pc[u], tol)
+    start = locate(structure, ion_in, pc[u], tol)
     if start is None:
         raise PathError(f"the primitive cell's {ion} sites do not sit on the input structure's")
     i = ion_in[start[0]]
     start_cart = np.asarray(structure.cart_coords, dtype=float)[i]
-    end = _locate(structure, ion_in, start_cart + hop_vec, tol)
+    end = locate(structure, ion_in, start_cart + hop_vec, tol)
     if end is None:
         raise PathError(f"a {ion} hop of the primitive cell ends off the input structure's {ion} sites")
     j = ion_in[end[0]]
@@ -506,8 +427,10 @@ def find_hops(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0
     or in the supercell whose widths are all >= ``min_image_distance`` Å (see
     :func:`band_supercell`). ``host``: the structure without its inserted ``ion`` sites (same
     lattice); the paths are then dilute hops of one ion through it instead of vacancy hops."""
-    plain = _plain_copy(structure)
-    prim = _primitive(plain, symprec)
+    from pymatgen.core import Structure
+
+    plain = Structure(structure.lattice, symbols(structure), structure.frac_coords)
+    prim = primitive_cell(plain, symprec)
     n_cells = len(plain) // len(prim)
     tol = max(_SITE_TOL, 2.0 * float(symprec))
     frac = np.asarray(structure.frac_coords, dtype=float)
@@ -517,26 +440,23 @@ def find_hops(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0
             raise PathError("explicit hops must be a non-empty list of (i, j) site pairs")
         _check_explicit(structure, ion, hops_in)
         longest = max(structure.lattice.get_distance_and_image(frac[int(i)], frac[int(j)])[0] for i, j in hops_in)
-        try:
-            graph: _Graph | None = _migration_graph(prim, ion, longest + 0.01, symprec, n_cells)
-        except PathError as exc:
-            log.warning("no symmetry grouping for the explicit hops (%s): each hop stands alone", exc)
-            graph = None
-        graph = _explicit_graph(plain, prim, n_cells, ion, hops_in, graph, tol)
+        graph = _explicit_graph(plain, prim, n_cells, ion, hops_in, _graph(prim, ion, longest + 0.01, symprec, n_cells), tol)
         reps = [(int(i), int(j), _min_image(frac, int(i), int(j))) for i, j in hops_in]
     else:
-        graph = _migration_graph(prim, ion, max_hop, symprec, n_cells)
+        graph = _graph(prim, ion, max_hop, symprec, n_cells)
         if len(graph.edges) == 0:
             raise PathError(f"no {ion}-{ion} hop shorter than --max-hop {max_hop:g} Å; raise max_hop")
         reps = _reps_on_input(plain, ion, graph, tol)
+    if host is not None:
+        graph = replace(graph, host_prim=primitive_cell(host, symprec))
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
     hops, paths = [], []
     for h, (i, j, t) in enumerate(reps):
         length = float(np.linalg.norm((frac[j] + t - frac[i]) @ lattice))
         mult = int(np.sum(graph.labels == h)) * n_cells
-        scale = band_supercell(structure.lattice, min_image_distance)
+        scale = band_supercell(prim.lattice, min_image_distance)
         try:
-            path, scale = _hop_path(structure, ion, i, j, np.asarray(t, int), host, min_image_distance)
+            path, scale = _hop_path(graph, h, ion, host, min_image_distance)
             err = None
         except HopnetError as exc:
             path, err = None, str(exc)
