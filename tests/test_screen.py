@@ -16,8 +16,6 @@ from hopnet.errors import PathError
 from hopnet.models.base import Prediction
 from hopnet.screen import band_supercell, find_hops, network_dimensionality, percolation_barriers, screen
 
-pytest.importorskip("pymatgen.analysis.diffusion")
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -118,7 +116,14 @@ def test_screen_percolation_known_answers():
     assert [h.conductor_class for h in cut.hops].count("good") == 1
     # no Na and no hole 2.5 Å clear of Li and Cl: nothing to insert Na into
     with pytest.raises(PathError, match="Na is absent .* no interstitial site"):
-        screen(cscl(3.0, 3.5, 4.0), "Na", model=model, insert_min_dist=2.5)
+        screen(cscl(3.0, 3.5, 4.0), "Na", model=model, insert_min_dist=2.5, insert=True)
+    # a Li host asked for Na: insertion only when asked for
+    with pytest.raises(PathError, match=r"Na is absent from the structure \(LiCl, which holds Li\).*--insert"):
+        screen(cscl(3.0, 3.5, 4.0), "Na", model=model)
+    # nothing but the ion: no host, the same rule as predict
+    only_li = Structure(Lattice.cubic(3.0), ["Li"], [[0, 0, 0]])
+    with pytest.raises(PathError, match="host has no atoms"):
+        screen(only_li, "Li", model=model)
 
 
 def test_screen_olivine_default_model_is_one_dimensional_first():
@@ -165,16 +170,24 @@ def test_cli_folder_with_a_failing_file(tmp_path, capsys, fake_model):
     cscl(3.0, 3.5, 4.0).to(filename=str(folder / "b_ortho.cif"))
     (folder / "c_broken.cif").write_text("this is not a CIF\n")
     out_json = tmp_path / "all.json"
-    rc = main(["screen", str(folder), "--ion", "Li", "--max-hop", "4.1", "--json", str(out_json)])
-    assert rc == 0
-    out = capsys.readouterr().out
+    out_csv = tmp_path / "all.csv"
+    rc = main(["screen", str(folder), "--ion", "Li", "--max-hop", "4.1", "--json", str(out_json),
+               "--csv", str(out_csv)])
+    assert rc != 0  # one structure failed
+    out, err = capsys.readouterr()
     assert "3 structure(s): 2 ok, 1 failed" in out and "failed: " in out and "c_broken.cif" in out
+    assert err.strip().splitlines()[-1] == "hopnet: error: 1 of 3 structure(s) failed (their rows carry the error)"
     payload = json.loads(out_json.read_text())
     assert [Path(r["source"]).name for r in payload["results"]] == ["a_cubic.cif", "b_ortho.cif"]
     assert len(payload["failures"]) == 1 and "c_broken.cif" in payload["failures"][0]["source"]
+    assert payload["complete"] is True and not list(tmp_path.glob(".*journal*"))
+    rows = list(csv.DictReader(out_csv.open()))
+    failed = [r for r in rows if r["error"]]
+    assert len(failed) == 1 and failed[0]["source"].endswith("c_broken.cif") and not failed[0]["barrier_ev"]
+    assert {Path(r["source"]).name for r in rows if not r["error"]} == {"a_cubic.cif", "b_ortho.cif"}
 
 
-def test_cli_all_failing_writes_nothing(tmp_path, capsys, fake_model):
+def test_cli_all_failing_keeps_their_error_rows(tmp_path, capsys, fake_model):
     bad1, bad2 = tmp_path / "x.cif", tmp_path / "y.cif"
     bad1.write_text("nope\n")
     cscl(3.0, 3.5, 4.0).to(filename=str(bad2))
@@ -183,8 +196,10 @@ def test_cli_all_failing_writes_nothing(tmp_path, capsys, fake_model):
                "--json", str(out_json), "--csv", str(out_csv)])
     assert rc != 0
     err = capsys.readouterr().err
-    assert "all 2 structures failed" in err and "Na is absent" in err and "no interstitial site" in err
-    assert not out_json.exists() and not out_csv.exists()
+    assert "2 of 2 structure(s) failed" in err and "Na is absent" in err and "--insert" in err
+    payload = json.loads(out_json.read_text())
+    assert payload["results"] == [] and len(payload["failures"]) == 2
+    assert len(list(csv.DictReader(out_csv.open()))) == 2
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -370,7 +385,9 @@ def test_cli_ion_free_host_without_room(tmp_path, capsys, fake_model):
     rc = main(["screen", str(cif), "--ion", "Li", "--json", str(out_json)])
     assert rc != 0
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hopnet: error")]
-    assert err and "no interstitial site" in err[-1] and not out_json.exists()
+    assert len(err) == 1 and "no interstitial site" in err[0]
+    failures = json.loads(out_json.read_text())["failures"]  # the failure is a row, not a lost run
+    assert len(failures) == 1 and "no interstitial site" in failures[0]["error"]
     assert main(["screen", str(cif), "--ion", "Li", "--interstitials", "0"]) != 0
     assert "--interstitials must be" in capsys.readouterr().err
 
@@ -398,3 +415,102 @@ def test_screen_is_invariant_to_the_input_cell():
         np.testing.assert_allclose([h.barrier for h in r.hops], [h.barrier for h in ref.hops], atol=0.01)
         assert r.dimensionality == ref.dimensionality == 3
         assert r.percolation[3].barrier == pytest.approx(ref.percolation[3].barrier, abs=0.01)
+
+
+# --------------------------------------------------------------------------- long runs
+def _three_cifs(folder: Path) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    out = []
+    for name, abc in (("a.cif", (3.5, 3.5, 3.5)), ("b.cif", (3.0, 3.5, 4.0)), ("c.cif", (3.2, 3.6, 4.0))):
+        cscl(*abc).to(filename=str(folder / name))
+        out.append(folder / name)
+    return out
+
+
+def _sources(csv_path: Path) -> list[str]:
+    return [Path(r["source"]).name for r in csv.DictReader(csv_path.open())]
+
+
+def test_cli_interrupt_keeps_finished_structures_and_resume_completes(tmp_path, capsys, fake_model, monkeypatch):
+    import hopnet.screen as hs
+
+    files = _three_cifs(tmp_path / "cifs")
+    out_csv, out_json = tmp_path / "h.csv", tmp_path / "h.json"
+    real, calls = hs.screen, []
+
+    def interrupted(*a, **kw):
+        calls.append(a[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(hs, "screen", interrupted)
+    args = ["screen", *map(str, files), "--ion", "Li", "--max-hop", "4.1", "--csv", str(out_csv), "--json", str(out_json)]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 1 finished structure(s) kept" in err and "--resume" in err
+    assert set(_sources(out_csv)) == {"a.cif"}  # a's rows are on disk
+    doc = json.loads(out_json.read_text())
+    assert [Path(r["source"]).name for r in doc["results"]] == ["a.cif"] and doc["complete"] is False
+
+    monkeypatch.setattr(hs, "screen", real)
+    assert main(args + ["--resume"]) == 0
+    assert "resuming: 1 of 3 structure(s) already done" in capsys.readouterr().out
+    names = _sources(out_csv)
+    assert set(names) == {"a.cif", "b.cif", "c.cif"}
+    assert names.count("a.cif") == 1 and names.count("b.cif") == 3  # nothing repeated
+    doc = json.loads(out_json.read_text())
+    assert [Path(r["source"]).name for r in doc["results"]] == ["a.cif", "b.cif", "c.cif"] and doc["complete"]
+    assert not list(tmp_path.glob(".h.json.journal*"))
+    # resuming a finished run does nothing more
+    assert main(args + ["--resume"]) == 0 and _sources(out_csv) == names
+
+
+def test_cli_resume_cuts_a_row_left_half_written(tmp_path, capsys, fake_model):
+    files = _three_cifs(tmp_path / "cifs")
+    out_csv = tmp_path / "h.csv"
+    args = ["screen", *map(str, files[:1]), "--ion", "Li", "--max-hop", "4.1", "--csv", str(out_csv)]
+    assert main(args) == 0
+    with open(out_csv, "a") as fh:
+        fh.write(f"{files[1]},LiCl,Li,0,0,0,3.0")  # a killed run's last, unfinished row
+    assert main(["screen", *map(str, files), "--ion", "Li", "--max-hop", "4.1", "--csv", str(out_csv), "--resume"]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert {Path(r["source"]).name for r in rows} == {"a.cif", "b.cif", "c.cif"}
+    assert all(r["barrier_ev"] for r in rows)
+
+
+def test_cli_timeout_is_a_failure_row_not_a_stall(tmp_path, capsys, fake_model, monkeypatch):
+    import time
+
+    import hopnet.screen as hs
+
+    files = _three_cifs(tmp_path / "cifs")
+    real = hs.screen
+
+    def slow_on_b(path, *a, **kw):
+        if path.endswith("b.cif"):
+            time.sleep(30)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(hs, "screen", slow_on_b)
+    out_csv = tmp_path / "h.csv"
+    t0 = time.perf_counter()
+    rc = main(["screen", *map(str, files), "--ion", "Li", "--max-hop", "4.1", "--csv", str(out_csv), "--timeout", "0.5"])
+    assert time.perf_counter() - t0 < 20
+    assert rc != 0
+    rows = list(csv.DictReader(out_csv.open()))
+    failed = [r for r in rows if r["error"]]
+    assert [Path(r["source"]).name for r in failed] == ["b.cif"] and "timed out after 0.5 s" in failed[0]["error"]
+    assert {Path(r["source"]).name for r in rows if not r["error"]} == {"a.cif", "c.cif"}
+
+
+@pytest.mark.parametrize("flag", ["--csv", "--json", "--plot"])
+def test_cli_unwritable_outputs_one_line_nothing_written(tmp_path, capsys, fake_model, flag):
+    cif = _three_cifs(tmp_path / "cifs")[0]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for target in (blocker / "out.png", tmp_path / "cifs"):  # a folder that cannot exist; a folder
+        rc = main(["screen", str(cif), "--ion", "Li", "--max-hop", "4.1", flag, str(target)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and err[0].startswith(f"hopnet: error: {flag} ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "cifs"]

@@ -66,6 +66,9 @@ _SITE_TOL = 0.05  # Å: a graph node must sit this close to an ion site of the i
 #: Å: smallest perpendicular width of a band cell (about the 10th percentile, 6.66 Å, of the
 #: narrowest width of the 559 training cells; 8.2 % of them are narrower than 6.5 Å).
 DEFAULT_MIN_IMAGE_DISTANCE = 6.5
+#: ions that make a structure a host of its own mobile ion: screening another ion in it needs an
+#: explicit insertion (the mobile ions of the training data that are not usually framework ions)
+MOBILE_IONS = ("Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Zn")
 #: how many of the most open distinct interstitial sites an ion-free host is screened with. Each
 #: site adds its whole orbit to the migration graph, whose hop grouping (pymatgen-analysis-
 #: diffusion) grows fast with the number of sites: for FePO4 (olivine, 96 atoms), 2 sites take
@@ -502,7 +505,7 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
            min_image_distance: float = DEFAULT_MIN_IMAGE_DISTANCE,
            insert_sites: Sequence[Sequence[float]] | None = None,
            n_interstitials: int | None = DEFAULT_INTERSTITIALS,
-           insert_min_dist: float | None = None) -> ScreenResult:
+           insert_min_dist: float | None = None, insert: bool = False) -> ScreenResult:
     """Screen ``structure`` (anything :func:`hopnet.structures.to_structure` reads) for hops of
     ``ion``: the symmetry-distinct hops up to ``max_hop`` Å (or ``explicit_hops``, (i, j) site
     pairs), their predicted barriers (eV) and the 1-/2-/3-D percolation barriers. Bands are
@@ -511,7 +514,10 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
     A structure without ``ion`` is a host: the ion is inserted on ``insert_sites`` (fractional,
     each expanded to its symmetry orbit) or, when none are given, on the ``n_interstitials`` most
     open distinct interstitial sites (None: all) at least ``insert_min_dist`` Å from every host
-    atom (default :func:`hopnet.insertion.default_min_distance`); see the module docstring."""
+    atom (default :func:`hopnet.insertion.default_min_distance`); see the module docstring.
+    A structure that holds other mobile ions (:data:`MOBILE_IONS`) but not ``ion`` is screened by
+    insertion only when asked (``insert=True`` or ``insert_sites``): otherwise it is an error, as
+    in :func:`hopnet.predict.predict`. A structure of nothing but ``ion`` has no host: an error."""
     from hopnet.predict import DEFAULT_MAX_ATOMS, _check_ion, _check_size, predict_many
     from hopnet.structures import to_structure
 
@@ -529,7 +535,14 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
     if not (math.isfinite(min_image_distance) and min_image_distance >= 0):
         raise HopnetError(f"min_image_distance must be a length >= 0 Å, got {min_image_distance}")
     n_ion = len(_ion_indices(s, ion))
+    if n_ion == len(s):
+        raise PathError(f"host has no atoms: the structure holds nothing but {ion}")
     insertion, records, host, found = None, [], None, 0
+    others = sorted(set(symbols(s)) & set(MOBILE_IONS) - {ion})
+    if n_ion == 0 and others and not insert and insert_sites is None:
+        raise PathError(f"ion {ion} is absent from the structure ({s.composition.reduced_formula}, which holds "
+                        f"{', '.join(others)}); screen {ion} inserted at interstitial sites with --insert "
+                        f"(insert=True) or give sites with --insert-frac")
     if n_ion == 0:
         host = s
         s, insertion, records, found = _insert(host, ion, symprec, insert_sites, n_interstitials, insert_min_dist)

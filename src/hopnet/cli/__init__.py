@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hopnet: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file the command could not read or write: one line, not a traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"hopnet: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,19 +7,20 @@ predicted barrier, and the 1-/2-/3-D percolation barriers of the hop network.
     hopnet screen FePO4.cif --ion Li                         # no Li: found interstitial sites
     hopnet screen FePO4.cif --ion Li --insert-frac 0.5 0.25 0.25   # no Li: user-given site(s)
 
-A structure without the ion is a host: the ion is put on user-given fractional sites
-(--insert-frac, repeatable) or on the most open symmetry-distinct interstitial sites found in it
-(--interstitials, --insert-min-dist), each expanded to its symmetry orbit; the report says which,
-and each band holds one ion in the empty host. Bands are built in supercells at least
---min-image-distance Å wide (0: the input cell).
+A structure with no mobile ion at all (FePO4, MnO2) is a host: the ion is put on user-given
+fractional sites (--insert-frac, repeatable) or on the most open symmetry-distinct interstitial
+sites found in it (--interstitials, --insert-min-dist), each expanded to its symmetry orbit; the
+report says which, and each band holds one ion in the empty host. A structure holding another
+mobile ion (Mg asked of a Li host) is screened that way only with --insert. Every band is built
+in the canonical cell of the primitive cell (at least --min-image-distance Å wide), so any cell,
+atom order, origin or orientation of the same crystal gives the same hops and barriers.
 
-STRUCTURE may be files, folders (every structure file in them) or glob patterns. A structure that
-fails is reported and skipped; the summary lists the failures; the exit code is non-zero only when
-every structure failed. Output files are streamed: each structure's JSON record, CSV rows and
-plots go to temporary files next to the targets as soon as it is screened (and the result is
-dropped), so memory stays flat over thousands of structures; at the end the temporaries are
-renamed into place. On an error (or when every structure failed) they are removed and no target
-is touched.
+STRUCTURE may be files, folders (every structure file in them) or glob patterns. Each finished
+structure is committed to the outputs at once (CSV rows appended and flushed; the JSON document
+rewritten atomically from a journal; plots written atomically); a structure that fails or takes
+longer than --timeout seconds becomes a row with its error, and the exit status is non-zero when
+any structure failed. Ctrl-C keeps every finished structure; --resume skips the structures
+already in --csv/--json and appends the rest.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ import io
 import json
 import math
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from hopnet.errors import HopnetError
-from hopnet.provenance import remove_stale_temporaries
+from hopnet.provenance import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 
 _STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".cssr", ".res", ".xsf", ".cell"}
 _STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
@@ -94,6 +98,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--axis", choices=("a", "b", "c"), default=None,
                    help="--network: project along this lattice vector (default: the one that shows the "
                         "lowest-barrier hops best)")
+    p.add_argument("--insert", action="store_true",
+                   help="screen the ion inserted at interstitial sites of a structure that holds other "
+                        "mobile ions but not this one (a host with no mobile ion at all is always "
+                        "screened that way)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="seconds one structure may take before it is reported as failed (default 120; 0: none)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip the structures already in --csv/--json (of a run that was stopped) and append")
     p.set_defaults(func=run)
 
 
@@ -191,91 +203,120 @@ def _insertion_options(args: argparse.Namespace) -> dict[str, Any]:
             "insert_min_dist": args.insert_min_dist}
 
 
-def _nested_json(value: Any, level: int) -> str:
-    """``json.dumps(value, indent=1)`` as it appears ``level`` levels deep in an indent-1 document."""
-    return json.dumps(value, indent=1).replace("\n", "\n" + " " * level)
+class _Outputs:
+    """The --json/--csv/--plot/--network files, kept up to date as structures finish.
 
+    * CSV: the header once, then each structure's rows (or one failure row with its error)
+      appended in one write and flushed to disk as the structure finishes. A row cut short by a
+      killed run is cut off before anything is appended.
+    * JSON: each finished structure is appended to a journal next to the target
+      (``.<name>.journal.jsonl``, one fsynced line per structure); the JSON document is written
+      atomically from it (temporary file + rename) every :data:`JSON_EVERY_S` seconds, at the end
+      and on Ctrl-C. The journal is removed once the document is complete.
+    * plots: one file per structure, written atomically when it finishes.
 
-def _append(path: Path, data: str | bytes, sync: bool = False) -> None:
-    """Append to a file (opened and closed again: nothing stays open between structures);
-    ``sync``: flush it to disk."""
-    with open(path, "ab") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-class _StreamedOutputs:
-    """The --json/--csv/--plot/--network files, written while the structures are screened.
-
-    Everything goes to temporary files next to the targets (``.<name>.<pid>.<k>.tmp``):
-    :meth:`add` appends one structure's JSON record and CSV rows and writes its plots,
-    :meth:`commit` closes the JSON document (byte for byte what ``json.dumps(payload, indent=1)``
-    gives), flushes the files to disk and renames every temporary into place, :meth:`discard`
-    removes them. Only the list of temporaries is held, never the results.
+    ``resume``: the structures already in the CSV / journal / JSON are :attr:`done`; without it
+    existing targets are started afresh.
     """
 
-    def __init__(self, args: argparse.Namespace, single: bool) -> None:
+    JSON_EVERY_S = 30.0
+
+    def __init__(self, args: argparse.Namespace, single: bool, resume: bool) -> None:
         from hopnet.plots import hop_network_png
         from hopnet.screen import CSV_COLUMNS, hop_bar_chart
 
         self._single = single
-        self._moves: list[tuple[Path, Path]] = []  # (temporary, target)
-        self._records = 0
         self._renders = [(Path(getattr(args, flag)), render) for flag, render in
                          (("plot", hop_bar_chart), ("network", lambda r: hop_network_png(r, args.axis)))
                          if getattr(args, flag)]
-        try:
-            self._json = self._temporary(args.json) if args.json else None
-            if self._json is not None:
-                _append(self._json, '{\n "results": [')
-            self._csv = self._temporary(args.csv) if args.csv else None
-            if self._csv is not None:
-                _append(self._csv, _csv_text([CSV_COLUMNS]))
-        except BaseException:
-            self.discard()
-            raise
+        self.done: set[str] = set()
+        self.n_new = 0
+        self._csv = Path(args.csv) if args.csv else None
+        self._json = Path(args.json) if args.json else None
+        self._journal = self._json.with_name(f".{self._json.name}.journal.jsonl") if self._json else None
+        self._last_json = time.monotonic()
+        if self._csv is not None:
+            if resume and self._csv.is_file() and self._csv.stat().st_size:
+                _cut_partial_line(self._csv)
+                with open(self._csv, newline="") as fh:
+                    self.done |= {row["source"] for row in csv.DictReader(fh) if row.get("source")}
+            else:
+                atomic_write_text(self._csv, _csv_text([CSV_COLUMNS]))
+        if self._journal is not None:
+            if resume and not self._journal.is_file() and self._json.is_file():
+                self._journal_from_document()
+            elif not resume:
+                self._journal.unlink(missing_ok=True)
+            self.done |= {str(r.get("source")) for r in read_jsonl(self._journal)}
 
-    def _temporary(self, target: str | Path) -> Path:
-        target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{len(self._moves)}.tmp")
-        tmp.unlink(missing_ok=True)  # a leftover of a killed run with the same pid
-        remove_stale_temporaries(target)  # and those of killed runs
-        self._moves.append((tmp, target))
-        return tmp
+    def _journal_from_document(self) -> None:
+        """Resume from a finished JSON document: its records become the journal."""
+        try:
+            doc = json.loads(self._json.read_text())  # type: ignore[union-attr]
+            records = list(doc["results"]) + [{**f, "failed": True} for f in doc.get("failures", [])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HopnetError(f"--resume: {self._json} is not a hopnet screen JSON file ({exc})") from None
+        for r in records:
+            append_jsonl(self._journal, r)  # type: ignore[arg-type]
 
     def add(self, r: Any) -> None:
-        """Write one structure's record, rows and plots."""
-        if self._json is not None:
-            _append(self._json, ("\n  " if self._records == 0 else ",\n  ") + _nested_json(r.to_dict(), 2))
+        """Commit one finished structure: CSV rows, journal line, plots."""
         if self._csv is not None:
-            _append(self._csv, _csv_text(r.csv_rows()))
-        self._records += 1
+            _append(self._csv, _csv_text(r.csv_rows()), sync=True)
+        if self._journal is not None:
+            append_jsonl(self._journal, r.to_dict())
         for base, render in self._renders:
             target = base if self._single else base.with_name(f"{base.stem}_{Path(r.source).stem}{base.suffix}")
-            _append(self._temporary(target), render(r), sync=True)
+            atomic_write_bytes(target, render(r))
+        self._committed(r.source)
 
-    def commit(self, failures: list[dict], provenance: dict) -> None:
-        """Finish the JSON document, flush the files to disk and rename them into place."""
-        try:
-            if self._json is not None:
-                _append(self._json, ("\n " if self._records else "") + "],\n \"failures\": "
-                        + _nested_json(failures, 1) + ",\n \"provenance\": " + _nested_json(provenance, 1) + "\n}\n",
-                        sync=True)
-            if self._csv is not None:
-                _append(self._csv, "", sync=True)
-            for tmp, target in self._moves:
-                os.replace(tmp, target)
-        except BaseException:
-            self.discard()
-            raise
+    def fail(self, source: str, error: str) -> None:
+        """Commit one failed structure: a CSV row and a journal line with its error."""
+        from hopnet.screen import CSV_COLUMNS
 
-    def discard(self) -> None:
-        """Remove every temporary (the targets are left as they were)."""
-        for tmp, _ in self._moves:
-            tmp.unlink(missing_ok=True)
+        if self._csv is not None:
+            row = [""] * len(CSV_COLUMNS)
+            row[CSV_COLUMNS.index("source")], row[CSV_COLUMNS.index("error")] = source, error
+            _append(self._csv, _csv_text([row]), sync=True)
+        if self._journal is not None:
+            append_jsonl(self._journal, {"source": source, "error": error, "failed": True})
+        self._committed(source)
+
+    def _committed(self, source: str) -> None:
+        self.done.add(source)
+        self.n_new += 1
+        if self._json is not None and time.monotonic() - self._last_json > self.JSON_EVERY_S:
+            self.write_json(None, final=False)
+
+    def write_json(self, provenance: dict | None, final: bool) -> None:
+        """The JSON document from the journal, written atomically; ``final``: drop the journal."""
+        if self._json is None:
+            return
+        rows = read_jsonl(self._journal)  # type: ignore[arg-type]
+        doc = {"results": [r for r in rows if not r.get("failed")],
+               "failures": [{"source": r["source"], "error": r["error"]} for r in rows if r.get("failed")],
+               "provenance": provenance or {}, "complete": bool(final)}
+        atomic_write_text(self._json, json.dumps(doc, indent=1) + "\n")
+        self._last_json = time.monotonic()
+        if final:
+            self._journal.unlink(missing_ok=True)  # type: ignore[union-attr]
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Cut a last line left without its newline by a killed run."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
+def _append(path: Path, data: str, sync: bool = False) -> None:
+    """Append to a file in one write (opened and closed again); ``sync``: flush it to disk."""
+    with open(path, "ab") as fh:
+        fh.write(data.encode())
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _csv_text(rows: list[list[Any]]) -> str:
@@ -284,15 +325,62 @@ def _csv_text(rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
+class _Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Timeout()
+
+
+def _screen_one(f: Path, args: argparse.Namespace, **kw: Any) -> Any:
+    """screen() of one structure within --timeout seconds (a timed-out structure is a
+    HopnetError: reported like any failure)."""
+    from hopnet.screen import screen
+
+    timeout = float(args.timeout)
+    use_alarm = timeout > 0 and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if use_alarm:
+        old = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return screen(str(f), args.ion, **kw)
+    except _Timeout:
+        raise HopnetError(f"timed out after {timeout:g} s (--timeout); skipped") from None
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def _check_writable(args: argparse.Namespace) -> None:
+    """Every output target can be written: its folder exists (or can be made) and takes files."""
+    for flag in ("csv", "json", "plot", "network"):
+        f = getattr(args, flag)
+        if f is None:
+            continue
+        folder = Path(f).parent if str(Path(f).parent) else Path(".")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".hopnet-write-test.{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise HopnetError(f"--{flag} {f}: cannot write in {folder}: {exc.strerror or exc}") from None
+        if Path(f).exists() and not os.access(f, os.W_OK):
+            raise HopnetError(f"--{flag} {f}: the file is read-only")
+
+
 def run(args: argparse.Namespace) -> int:
     from hopnet.predict import DEFAULT_MAX_ATOMS
     from hopnet.provenance import run_record
-    from hopnet.screen import screen
 
     if not (math.isfinite(args.max_hop) and args.max_hop > 0):
         raise HopnetError(f"--max-hop must be a positive length in Å, got {args.max_hop}")
     if not (math.isfinite(args.symprec) and args.symprec > 0):
         raise HopnetError(f"--symprec must be positive, got {args.symprec}")
+    if not (math.isfinite(args.timeout) and args.timeout >= 0):
+        raise HopnetError(f"--timeout must be a number of seconds >= 0 (0: none), got {args.timeout}")
     max_atoms = DEFAULT_MAX_ATOMS if args.max_atoms is None else args.max_atoms
     if max_atoms < 1:
         raise HopnetError(f"--max-atoms must be positive, got {max_atoms}")
@@ -301,43 +389,55 @@ def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.structures)
     explicit = [tuple(h) for h in args.hops] if args.hops else None
     options = _insertion_options(args)
+    if args.resume and not (args.csv or args.json):
+        raise HopnetError("--resume needs --csv or --json: the finished structures are read from them")
+    _check_writable(args)
 
     from tqdm.auto import tqdm
 
+    outputs = _Outputs(args, single=len(files) == 1, resume=args.resume)
+    todo = [f for f in files if str(f) not in outputs.done]
+    if args.resume and len(todo) < len(files):
+        print(f"resuming: {len(files) - len(todo)} of {len(files)} structure(s) already done")
+    provenance = run_record({"ion": args.ion, "max_hop": args.max_hop, "symprec": args.symprec,
+                             "model": args.model, "threshold": threshold, "hops": explicit,
+                             "timeout_s": args.timeout, **options})
     n_ok, failures = 0, []
-    outputs = _StreamedOutputs(args, single=len(files) == 1)
+    bar = tqdm(todo, desc="screen", unit="structure", file=sys.stderr, disable=len(todo) < 2 or None)
     try:
-        bar = tqdm(files, desc="screen", unit="structure", file=sys.stderr, disable=len(files) < 2 or None)
         for f in bar:
             try:
-                r = screen(str(f), args.ion, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
-                           explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms,
-                           **options)
+                r = _screen_one(f, args, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
+                                explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms,
+                                insert=args.insert, **options)
             except HopnetError as exc:
-                if len(files) == 1:  # one structure: its error is the one line the CLI prints
-                    raise HopnetError(f"{f}: {exc}") from None
                 failures.append({"source": str(f), "error": str(exc)})
-                tqdm.write(f"hopnet: error: {f}: {exc}", file=sys.stderr)
+                outputs.fail(str(f), str(exc))
+                if len(todo) > 1:  # one structure: its error is the one line the CLI prints
+                    tqdm.write(f"hopnet: error: {f}: {exc}", file=sys.stderr)
                 continue
             n_ok += 1
             for w in r.warnings:
                 tqdm.write(f"hopnet: warning: {f}: {w}", file=sys.stderr)
             tqdm.write(r.table() + "\n", file=sys.stdout)
             outputs.add(r)
+    except KeyboardInterrupt:
         bar.close()
-
-        if len(files) > 1 or failures:
-            print(f"screened {len(files)} structure(s): {n_ok} ok, {len(failures)} failed")
-            for fail in failures:
-                print(f"  failed: {fail['source']}: {fail['error']}")
-        if not n_ok:
-            if len(failures) == 1:
-                raise HopnetError(f"{failures[0]['source']}: {failures[0]['error']}")
-            raise HopnetError(f"all {len(failures)} structures failed; no output written")
-        provenance = run_record({"ion": args.ion, "max_hop": args.max_hop, "symprec": args.symprec,
-                                 "model": args.model, "threshold": threshold, "hops": explicit, **options})
-    except BaseException:
-        outputs.discard()
-        raise
-    outputs.commit(failures, provenance)
+        outputs.write_json(provenance, final=False)
+        kept = [x for x in (args.csv, args.json) if x]
+        where = f" in {' and '.join(kept)}" if kept else ""
+        print(f"hopnet: interrupted: {outputs.n_new} finished structure(s) kept{where}"
+              + ("; rerun with --resume to continue" if kept else ""), file=sys.stderr)
+        return 130
+    bar.close()
+    outputs.write_json(provenance, final=True)
+    if len(todo) > 1 or failures:
+        print(f"screened {len(todo)} structure(s): {n_ok} ok, {len(failures)} failed")
+        for fail in failures:
+            print(f"  failed: {fail['source']}: {fail['error']}")
+    if failures:
+        if len(todo) == 1:
+            raise HopnetError(f"{failures[0]['source']}: {failures[0]['error']}")
+        raise HopnetError(f"{len(failures)} of {len(todo)} structure(s) failed"
+                          + (" (their rows carry the error)" if (args.csv or args.json) else ""))
     return 0
