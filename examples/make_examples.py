@@ -96,6 +96,33 @@ EXAMPLES: tuple[Example, ...] = (
         bonds=(("P", "S", 2.00, 2.10), ("Na", "S", 2.80, 3.05)),
         supercell=(2, 2, 2),
     ),
+    Example(
+        name="LiF", kind="rock salt (NEB demo)", spacegroup="Fm-3m",
+        lattice=(4.027, 4.027, 4.027, 90, 90, 90),
+        species=("Li", "F"),
+        coords=((0.0, 0.0, 0.0), (0.5, 0.5, 0.5)),
+        ion="Li",
+        source="rock-salt LiF, Fm-3m: Li 4a, F 4b, a = 4.027 Å; Wyckoff, Crystal Structures vol. 1 (1963); "
+               "the conventional cell, small enough for a CHGNet NEB in seconds",
+        bonds=(("Li", "F", 1.98, 2.04),),
+    ),
+)
+
+#: ion-free hosts (screened with the ion inserted at interstitial sites); not in index.json,
+#: which lists ion hops. Same fields; ``ion`` is the ion the host is meant for.
+HOSTS: tuple[Example, ...] = (
+    Example(
+        name="FePO4", kind="delithiated cathode", spacegroup="Pnma",
+        lattice=(10.332, 6.010, 4.692, 90, 90, 90),
+        species=("Fe", "P", "O", "O", "O"),
+        coords=((0.28222, 0.25, 0.97472), (0.09486, 0.25, 0.41820),
+                (0.09678, 0.25, 0.74279), (0.45710, 0.25, 0.20602), (0.16558, 0.04690, 0.28492)),
+        ion="Li",
+        source="the LiFePO4 olivine above with every Li removed (the delithiated olivine, heterosite "
+               "FePO4's frame; the relaxed FePO4 cell is ~6 % smaller: Andersson et al., Solid State "
+               "Ionics 130, 41 (2000))",
+        bonds=(("P", "O", 1.48, 1.60), ("Fe", "O", 1.98, 2.20)),
+    ),
 )
 
 
@@ -109,7 +136,7 @@ def build(ex: Example):
     s = Structure.from_spacegroup(ex.spacegroup, Lattice.from_parameters(a, b, c, al, be, ga),
                                   list(ex.species), [list(x) for x in ex.coords], tol=1e-4)
     s.make_supercell(list(ex.supercell))
-    order = sorted(range(len(s)), key=lambda i: (s[i].specie.symbol != ex.ion, i))
+    order = sorted(range(len(s)), key=lambda i: (s[i].specie.symbol != ex.ion, i))  # stable for hosts
     return Structure(s.lattice, [s[i].specie for i in order], s.frac_coords[order])
 
 
@@ -162,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name:24s} {s.composition.reduced_formula:9s} {len(s):3d} atoms  "
               f"{ex.ion} hop 0 -> {j}: {length:.3f} Å")
     (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    for ex in HOSTS:
+        s = build(ex)
+        check(ex, s)
+        path = write_structure(s, out / f"{ex.name}.cif")
+        print(f"{path.name:24s} {s.composition.reduced_formula:9s} {len(s):3d} atoms  host for {ex.ion}")
     return 0
 
 

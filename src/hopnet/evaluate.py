@@ -69,6 +69,44 @@ def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def training_overlap(meta: dict, ds: Any) -> dict | None:
+    """How many paths of ``ds`` were in the training set of the model whose metadata is
+    ``meta``: ``{"n", "of", "how"}``, or None when the model does not say what it was trained on.
+
+    The model's ``train_ids`` (written by hopnet since this version) are compared with the entry
+    ids; a model without them but with the same data hash saw every path; otherwise the model's
+    named training set is looked up (when it can be loaded here) by ids."""
+    ids = [str(e.id) for e in ds]
+    if meta.get("train_ids"):
+        train = set(map(str, meta["train_ids"]))
+        return {"n": sum(i in train for i in ids), "of": len(ids), "how": "model train_ids"}
+    data = meta.get("data") or {}
+    if meta.get("data_hash") and meta.get("data_hash") == ds.sha256 and data.get("split", "all") == "all":
+        return {"n": len(ids), "of": len(ids), "how": "same data hash as the model's training data"}
+    name = data.get("name")
+    if name and data.get("split", "all") == "all" and data.get("sha256"):
+        try:
+            from hopnet.datasets import load
+
+            train_ds = load(name)
+        except HopnetError:
+            return None
+        if train_ds.sha256 != data.get("sha256"):
+            return None
+        train = {str(e.id) for e in train_ds}
+        return {"n": sum(i in train for i in ids), "of": len(ids), "how": f"entry ids of {name}"}
+    return None
+
+
+def in_sample_note(seen: dict | None) -> str | None:
+    """One line saying that (part of) an evaluation is in-sample, or None."""
+    if not seen or not seen["n"]:
+        return None
+    part = "all" if seen["n"] == seen["of"] else f"{seen['n']} of"
+    return (f"{part} {seen['of']} evaluated paths were in the model's training set: these figures are "
+            f"in-sample, not a measure of quality (grouped cross-validation: hopnet reproduce --cv 5)")
+
+
 def evaluate(model: Any, data: Any, threshold: float = DEFAULT_THRESHOLD_EV,
              batch_size: int | None = None) -> dict:
     """Predict every path in ``data`` with ``model`` and score the predictions (see module doc).
@@ -102,7 +140,9 @@ def evaluate(model: Any, data: Any, threshold: float = DEFAULT_THRESHOLD_EV,
     prov["model_git_commit"] = meta.get("git_commit")
     prov["model_data_hash"] = meta.get("data_hash")
     prov["data"] = ds.provenance()
+    seen = training_overlap(meta, ds)
     return {
+        "in_training_set": seen,
         "n": reg["n"],
         "mae": _num(reg["mae"]),
         "rmse": _num(reg["rmse"]),

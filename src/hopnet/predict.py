@@ -436,7 +436,7 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
         idx = [good[g] for g in group]
         try:
             pred = predictor.predict_paths([paths[k] for k in idx])
-            mean[idx], std[idx] = np.asarray(pred.mean, float), np.asarray(pred.std, float)
+            mean[idx], std[idx] = np.asarray(pred.mean, float), np.asarray(pred.ensemble_std, float)
         except HopnetError as exc:
             if on_error == "raise" or len(idx) == 1:
                 if on_error == "raise":
@@ -446,7 +446,7 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
             for k in idx:  # find the culprit(s); the rest still get predictions
                 try:
                     pred = predictor.predict_paths([paths[k]])
-                    mean[k], std[k] = float(pred.mean[0]), float(pred.std[0])
+                    mean[k], std[k] = float(pred.mean[0]), float(pred.ensemble_std[0])
                 except HopnetError as exc2:
                     errors[k] = str(exc2)
 

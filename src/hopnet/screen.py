@@ -598,7 +598,10 @@ def hop_bar_chart(result: ScreenResult) -> bytes:
     e_m = np.array([h.barrier for h in result.hops], float)
     sd = np.array([h.std for h in result.hops], float)
     colors = ["tab:green" if h.conductor_class == "good" else "tab:red" for h in result.hops]
-    ax.bar(x, np.nan_to_num(e_m), yerr=np.nan_to_num(sd), color=colors, capsize=3)
+    e0, s0 = np.nan_to_num(e_m), np.nan_to_num(sd)
+    # ±σ, but a barrier is never negative: the lower whisker stops at 0 eV
+    ax.bar(x, e0, yerr=np.vstack([np.minimum(s0, np.maximum(e0, 0.0)), s0]), color=colors, capsize=3)
+    ax.set_ylim(bottom=0.0)
     ax.set_xticks(x, [f"{h.index}\n{h.length:.2f} Å" for h in result.hops])
     ax.axhline(result.threshold, color="k", ls="--", lw=1, label=f"threshold {result.threshold:g} eV")
     styles = {1: ":", 2: "-.", 3: "-"}

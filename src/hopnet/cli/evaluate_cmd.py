@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import sys
 from typing import Any
 
+from hopnet.cli.common import check_output_file, check_threshold
 from hopnet.errors import HopnetError
 
 
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from hopnet.evaluate import evaluate
     from hopnet.provenance import atomic_write_bytes, atomic_write_text
 
-    if not math.isfinite(args.threshold):
-        raise HopnetError(f"--threshold must be a finite number of eV, got {args.threshold}")
+    args.threshold = check_threshold(args.threshold)
+    check_output_file(args.output, "--output")
+    check_output_file(args.plot, "--plot")
     if args.batch_size is not None and args.batch_size < 1:
         raise HopnetError(f"--batch-size must be at least 1, got {args.batch_size}")
     report = evaluate(args.model, args.data, threshold=args.threshold, batch_size=args.batch_size)
@@ -75,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise HopnetError(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}") from None
     print("\n".join(summary_lines(report)))
+    from hopnet.evaluate import in_sample_note
+
+    note = in_sample_note(report.get("in_training_set"))
+    if note:
+        print(f"hopnet: warning: {note}", file=sys.stderr)
     if args.output:
         print(f"report written to {args.output}")
     if png is not None:

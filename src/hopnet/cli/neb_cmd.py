@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-width", type=float, default=6.5, metavar="Å",
                    help="narrowest width of the canonical cell (default 6.5 Å)")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
-                   help="wall seconds per path; the band stops where it is, flagged (default: none)")
+                   help="CPU seconds per path; the band stops where it is, flagged (default: none)")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="with --data: run only entries k, k+N, k+2N, ... (0-based; for parallel workers)")
     p.add_argument("--json", action="store_true", help="one JSON line per path on stdout")

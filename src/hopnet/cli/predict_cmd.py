@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from hopnet.cli.common import check_output_file, check_threshold
 from hopnet.errors import HopnetError, PathError, StructureError
 
 
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         args.threshold = DEFAULT_THRESHOLD_EV
     if args.max_atoms is None:
         args.max_atoms = DEFAULT_MAX_ATOMS
-    if not math.isfinite(args.threshold):
-        raise HopnetError(f"--threshold must be a finite number of eV, got {args.threshold}")
+    args.threshold = check_threshold(args.threshold)
+    check_output_file(args.output, "--output")
     if args.max_atoms < 1:
         raise HopnetError(f"--max-atoms must be positive, got {args.max_atoms}")
     items = _items(args)

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hopnet.cli.common import check_output_file, check_threshold
 from hopnet.errors import HopnetError
 from hopnet.provenance import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 
@@ -153,10 +154,7 @@ def _threshold(args: argparse.Namespace) -> float:
         if args.temperature is not None:
             kw["temperature"] = args.temperature
         return float(ph.threshold_barrier(**kw))
-    t = DEFAULT_THRESHOLD_EV if args.threshold is None else float(args.threshold)
-    if not math.isfinite(t):
-        raise HopnetError(f"--threshold must be a finite number of eV, got {t}")
-    return t
+    return check_threshold(DEFAULT_THRESHOLD_EV if args.threshold is None else args.threshold)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -354,21 +352,8 @@ def _screen_one(f: Path, args: argparse.Namespace, **kw: Any) -> Any:
 
 
 def _check_writable(args: argparse.Namespace) -> None:
-    """Every output target can be written: its folder exists (or can be made) and takes files."""
     for flag in ("csv", "json", "plot", "network"):
-        f = getattr(args, flag)
-        if f is None:
-            continue
-        folder = Path(f).parent if str(Path(f).parent) else Path(".")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".hopnet-write-test.{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise HopnetError(f"--{flag} {f}: cannot write in {folder}: {exc.strerror or exc}") from None
-        if Path(f).exists() and not os.access(f, os.W_OK):
-            raise HopnetError(f"--{flag} {f}: the file is read-only")
+        check_output_file(getattr(args, flag), f"--{flag}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,6 +77,8 @@ def build_run_config(args: argparse.Namespace) -> Any:
         raise TrainingConfigError(f"fold must be in 0..{run.folds - 1}, got {run.fold}")
     if not run.out:
         raise TrainingConfigError("no output folder: give --out DIR or 'out:' in the run file")
+    if Path(run.out).exists() and not Path(run.out).is_dir():
+        raise TrainingConfigError(f"--out {run.out} is a file, not a folder: give a new or existing folder")
     return run
 
 

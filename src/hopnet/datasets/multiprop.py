@@ -223,9 +223,13 @@ def read_structure_csv(path: str | Any) -> Any:
 
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"CSV file {p} not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p} is not a text CSV file (byte {exc.start} is not UTF-8)") from None
+    except IsADirectoryError:
+        raise DataError(f"{p} is a folder, not a CSV file") from None
     rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
     if rows:
         try:

@@ -1,25 +1,31 @@
 """Crystal graphs for ALIGNN: periodic k-NN graph, line graph (bond angles), atom features,
-and an on-disk cache."""
+and an on-disk cache.
 
-from hopnet.graphs.cache import GraphCache, build_graphs, default_cache_root, structure_hash
-from hopnet.graphs.config import GraphConfig
-from hopnet.graphs.data import AlignnGraph, build_graph, build_graph_arrays
-from hopnet.graphs.features import FEATURE_DIM, atom_features
-from hopnet.graphs.linegraph import line_graph
-from hopnet.graphs.neighbors import NeighborEdges, knn_edges
+The names below are imported on first use (PEP 562), so that ``hopnet.graphs.config`` and
+``hopnet.graphs.features`` -- what a model folder's version check needs -- load without
+PyTorch Geometric.
+"""
 
-__all__ = [
-    "AlignnGraph",
-    "FEATURE_DIM",
-    "GraphCache",
-    "GraphConfig",
-    "NeighborEdges",
-    "atom_features",
-    "build_graph",
-    "build_graph_arrays",
-    "build_graphs",
-    "default_cache_root",
-    "knn_edges",
-    "line_graph",
-    "structure_hash",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "GraphCache": "cache", "build_graphs": "cache", "default_cache_root": "cache", "structure_hash": "cache",
+    "GraphConfig": "config",
+    "AlignnGraph": "data", "build_graph": "data", "build_graph_arrays": "data",
+    "FEATURE_DIM": "features", "atom_features": "features",
+    "line_graph": "linegraph",
+    "NeighborEdges": "neighbors", "knn_edges": "neighbors",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'hopnet.graphs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"hopnet.graphs.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

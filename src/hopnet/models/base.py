@@ -57,12 +57,40 @@ def graph_code() -> dict:
 
 @dataclass
 class Prediction:
-    """Barriers (eV) for a list of paths: ensemble mean and standard deviation (0 for one member)."""
+    """Barriers (eV) for a list of paths. ``mean``: the ensemble mean; ``std``: the calibrated σ
+    (eV) when the model carries a calibration (:func:`load_model` applies it), else the ensemble
+    spread; ``ensemble_std``: always the raw spread of the ensemble members (0 for one member).
+    The same names mean the same in :class:`hopnet.predict.BarrierResult`."""
 
     mean: np.ndarray
     std: np.ndarray
     model: str = ""
     members: np.ndarray | None = field(default=None, repr=False)  # (n_members, n_paths)
+    ensemble_std: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.ensemble_std is None:
+            self.ensemble_std = self.std
+
+
+class CalibratedPredictor:
+    """A predictor whose ``predict_paths`` reports the calibrated σ as ``std`` (and the raw
+    spread as ``ensemble_std``); every other attribute is the wrapped predictor's."""
+
+    def __init__(self, inner: Any, calibration: Any) -> None:
+        self.inner, self.calibration = inner, calibration
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Prediction:
+        pred = self.inner.predict_paths(paths, batch_size=batch_size)
+        spread = np.asarray(pred.ensemble_std, dtype=float)
+        mean = np.asarray(pred.mean, dtype=float)
+        hop = (np.array([p.hop_length for p in paths], dtype=float)
+               if "hop_length" in self.calibration.features else None)
+        sigma = self.calibration.sigma(ensemble_std=spread, prediction=mean, hop_length=hop)
+        return Prediction(mean, np.asarray(sigma, dtype=float), pred.model, pred.members, spread)
 
 
 class BarrierPredictor(Protocol):
@@ -149,6 +177,11 @@ def load_model(name_or_path: str | os.PathLike) -> BarrierPredictor:
 
     loader: Callable = getattr(importlib.import_module(module), func)
     predictor = loader(folder, config, metadata)
+    block = metadata.get("calibration")
+    if block is not None:
+        from hopnet.models.calibration import Calibration
+
+        predictor = CalibratedPredictor(predictor, Calibration.from_dict(block, where=f"model {folder.name}"))
     return predictor
 
 

@@ -21,6 +21,8 @@ error)::
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,7 +99,8 @@ class TrainingConfig:
                 raise TrainingConfigError(f"training.{name} must be an int >= {low}, got {v!r}")
         for name in ("lr", "weight_decay"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "lr" and v == 0):
+            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+                    or (name == "lr" and v == 0)):
                 raise TrainingConfigError(f"training.{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, got {v!r}")
         if self.schedule not in SCHEDULES:
             raise TrainingConfigError(f"training.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")

@@ -295,6 +295,7 @@ def train(dataset: Any, model_config: BarrierModelConfig, training_config: Train
         n_train=int(len(train_idx)),
         n_val=int(len(val_idx)),
         val_ids=[entries[i].id for i in val_idx],
+        train_ids=[str(entries[i].id) for i in train_idx],
         target_scaling={"mean": scaling["target_mean"], "std": scaling["target_std"]},
         n_descriptors=all_data.n_descriptors,
         descriptor_names=list(FEATURE_NAMES) if all_data.n_descriptors else [],

@@ -1,0 +1,37 @@
+"""Checks every subcommand makes of its flags before any work starts (one error line each)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from hopnet.errors import HopnetError
+
+
+def check_threshold(value: float, flag: str = "--threshold") -> float:
+    """A conductor threshold: a finite, positive number of eV."""
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise HopnetError(f"{flag} must be a positive number of eV, got {value}")
+    return v
+
+
+def check_output_file(path: str | os.PathLike | None, flag: str) -> None:
+    """``path`` can be written as a file: it is not a folder, it is not read-only, and its folder
+    exists (or can be made) and takes new files. Nothing is left behind by the check."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise HopnetError(f"{flag} {path} is a folder, not a file")
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".hopnet-write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HopnetError(f"{flag} {path}: cannot write in {folder}: {exc.strerror or exc}") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise HopnetError(f"{flag} {path}: the file is read-only")
