@@ -129,7 +129,8 @@ def test_shipped_default_reports_a_calibrated_sigma() -> None:
     cal = Calibration.from_dict(meta["calibration"])
     r = hp.predict(str(LFP), "Li", 0, 4)
     raw = hp.get_model("default").predict_paths([r.path])
-    assert r.calibrated and r.ensemble_std == pytest.approx(float(raw.std[0]), abs=1e-12)
+    assert r.calibrated and r.ensemble_std == pytest.approx(float(raw.ensemble_std[0]), abs=1e-12)
+    assert float(raw.std[0]) == pytest.approx(r.std, abs=1e-12)  # std: the calibrated σ, in both APIs
     assert r.ensemble_std < 0.05  # the members agree closely ...
     assert 0.1 < r.std < 1.0  # ... the calibrated error bar is of the size of the CV errors
     assert r.std == pytest.approx(float(cal.sigma(ensemble_std=[r.ensemble_std], prediction=[r.barrier])[0]))

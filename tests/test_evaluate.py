@@ -61,7 +61,7 @@ def data_file(tmp_path) -> Path:
 
 def test_metrics_by_hand(data_file):
     r = evaluate(FakePredictor(), data_file, threshold=0.65)
-    assert set(r) == {"n", "mae", "rmse", "r2", "spearman", "classifier", "predictions", "provenance"}
+    assert set(r) == {"n", "mae", "rmse", "r2", "spearman", "classifier", "predictions", "provenance", "in_training_set"}
     assert r["n"] == 4
     assert r["mae"] == pytest.approx(0.7 / 4)
     assert r["rmse"] == pytest.approx(np.sqrt(0.19 / 4))

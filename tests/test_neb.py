@@ -166,3 +166,63 @@ def test_cli_bad_input(lif, tmp_path, capsys, argv, needle):
 def test_cli_needs_one_input(capsys):
     assert main(["neb"]) != 0
     assert "either a STRUCTURE" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- potentials, cells
+def test_batched_images_one_call_per_step_and_same_numbers(lif, hop):
+    from hopnet.neb import _to_atoms
+    from hopnet.potentials import BatchedImages, load_potential
+
+    pot = load_potential("chgnet")
+    path = MigrationPath.from_sites(lif, "Li", *hop)
+    images = [_to_atoms(path.initial()) for _ in range(3)]
+    for k, im in enumerate(images):
+        im.positions[0] += 0.05 * k
+    group = BatchedImages(pot, images).attach()
+    e = [im.get_potential_energy() for im in images]
+    f = [im.get_forces() for im in images]
+    assert group.n_calls == 1 and group.n_evaluations == 3  # the first image asked evaluated all three
+    alone = [pot.evaluate([im])[0][0] for im in images]
+    np.testing.assert_allclose(e, alone, atol=1e-4)
+    images[1].positions[0] += 0.01  # one image moves: only it is evaluated again
+    images[1].get_forces()
+    assert group.n_calls == 2 and group.n_evaluations == 4
+    assert all(np.isfinite(x).all() for x in f)
+
+
+def test_cpu_forward_passes_group_small_cells_only():
+    from hopnet.potentials import ChgnetPotential, load_potential
+
+    pot = load_potential("chgnet")
+    assert isinstance(pot, ChgnetPotential)
+    assert pot._chunks([13, 13, 13]) == [[0, 1, 2]]
+    assert pot._chunks([111, 111, 111]) == [[0], [1], [2]]
+    assert pot._chunks([40, 40, 40, 10]) == [[0, 1], [2, 3]]
+
+
+def test_canonical_cell_of_a_supercell_band_is_the_same(lif, hop):
+    """A band given in a 2x2x2 supercell of the 16-atom cell and the band of the 16-atom cell
+    run in the same canonical cell: same atom count, hop and straight-band energies."""
+    from hopnet.cells import canonical_from_path
+
+    small = MigrationPath.from_sites(lif, "Li", *hop)
+    full = lif.make_supercell([2, 2, 2], in_place=False)  # the crystal, then the same hop in it
+    ends = full.lattice.get_all_distances(np.vstack([small.initial_frac, small.final_frac]) / 2, full.frac_coords)
+    gone = [int(np.argmin(row)) for row in ends]
+    big_host = full.copy()
+    big_host.remove_sites(gone)
+    big = MigrationPath(big_host, "Li", small.initial_frac / 2, small.final_frac / 2, image_convention="as_given")
+    a, b = canonical_from_path(small), canonical_from_path(big)
+    assert len(a.path.host) == len(b.path.host) and a.supercell == b.supercell
+    assert a.path.hop_length == pytest.approx(small.hop_length) == pytest.approx(b.path.hop_length)
+    ra = run_neb(small, NebConfig(steps=0, relax=False, interpolation="linear", cell="canonical"))
+    rb = run_neb(big, NebConfig(steps=0, relax=False, interpolation="linear", cell="canonical"))
+    assert ra.n_atoms == rb.n_atoms and ra.supercell == rb.supercell and ra.cell == "canonical"
+    np.testing.assert_allclose(np.array(ra.energies) - ra.energies[0], np.array(rb.energies) - rb.energies[0], atol=2e-3)
+
+
+def test_budget_stops_the_band_and_flags_it(lif, hop):
+    r = run_neb(MigrationPath.from_sites(lif, "Li", *hop),
+                NebConfig(fmax=0.001, steps=500, relax=False, time_budget=0.5))
+    assert r.stop == "time" and not r.converged and r.n_steps < 500
+    assert np.isfinite(r.barrier) and r.max_force > 0.001  # flagged features, never nothing

@@ -203,11 +203,11 @@ def test_streamed_json_is_the_same_document(tmp_path):
     folder = tmp_path / "in"
     make_structures(folder, 3)
     (folder / "z_broken.cif").write_text("not a CIF\n")
-    assert screen_cli(folder, tmp_path / "r", "--plot", str(tmp_path / "bars.png")) == 0
+    assert screen_cli(folder, tmp_path / "r", "--plot", str(tmp_path / "bars.png")) == 2  # one failed
     text = (tmp_path / "r.json").read_text()
     payload = json.loads(text)
     assert text == json.dumps(payload, indent=1) + "\n"  # what json.dumps of the whole payload gives
-    assert list(payload) == ["results", "failures", "provenance"]
+    assert list(payload) == ["results", "failures", "provenance", "complete"] and payload["complete"]
     assert len(payload["results"]) == 3 and len(payload["failures"]) == 1
     assert payload["failures"][0]["source"].endswith("z_broken.cif") and payload["provenance"]["config"]["ion"] == "Li"
     stems = [Path(r["source"]).stem for r in payload["results"]]
@@ -215,12 +215,14 @@ def test_streamed_json_is_the_same_document(tmp_path):
     assert not list(tmp_path.rglob(".*tmp"))
 
 
-def test_interrupted_screen_leaves_no_partial_output(tmp_path, monkeypatch):
+def test_interrupted_screen_keeps_finished_structures_only(tmp_path, monkeypatch):
+    """Ctrl-C while the second structure's plot is drawn: the first structure is in every output,
+    nothing of the second is, and no temporary is left."""
     import hopnet.screen as hs
 
     folder = tmp_path / "in"
     make_structures(folder, 3)
-    (tmp_path / "r.json").write_text("previous run\n")
+    (tmp_path / "r.json").write_text("previous run\n")  # without --resume: started afresh
     real, calls = hs.hop_bar_chart, []
 
     def chart_then_interrupt(result):
@@ -232,6 +234,8 @@ def test_interrupted_screen_leaves_no_partial_output(tmp_path, monkeypatch):
     monkeypatch.setattr(hs, "hop_bar_chart", chart_then_interrupt)
     assert screen_cli(folder, tmp_path / "r", "--plot", str(tmp_path / "bars.png")) == 130
     assert len(calls) == 2
-    assert (tmp_path / "r.json").read_text() == "previous run\n"  # the old file is untouched
-    assert not (tmp_path / "r.csv").exists() and not list(tmp_path.glob("bars*.png"))
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert [r["source"] for r in payload["results"]] == calls[:1] and payload["complete"] is False
+    assert {r["source"] for r in csv.DictReader((tmp_path / "r.csv").open())} == set(calls[:1])
+    assert [p.name for p in tmp_path.glob("bars*.png")] == [f"bars_{Path(calls[0]).stem}.png"]
     assert not list(tmp_path.rglob(".*tmp"))  # every temporary removed

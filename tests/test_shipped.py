@@ -36,7 +36,8 @@ def test_default_pinned_prediction():
     assert path.hop_length == pytest.approx(4.63 / np.sqrt(2))
     pred = load_model("default").predict_paths([path])
     assert pred.mean[0] == pytest.approx(0.5904036083536323, abs=1e-9)
-    assert pred.std[0] == pytest.approx(0.01305747050895697, abs=1e-9)
+    assert pred.ensemble_std[0] == pytest.approx(0.01305747050895697, abs=1e-9)
+    assert pred.std[0] == pytest.approx(0.16188740976472948, abs=1e-9)  # the calibrated σ
 
 
 def test_shipped_weights_stay_small():

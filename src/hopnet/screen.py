@@ -1,27 +1,24 @@
 """Screen a structure: every symmetry-distinct hop of a mobile ion, its barrier, and the
 percolation barriers of the hop network (the Python face of ``hopnet screen``).
 
-1. **Hops.** pymatgen-analysis-diffusion's ``MigrationGraph.with_distance`` connects every pair of
-   ``ion`` sites closer than ``max_hop`` (Å, periodic images included) and groups the edges into
-   symmetry-distinct hops (``symprec`` is passed through). Its search compares every pair of
-   hops, so it runs on the primitive cell of the input (pymatgen's translation search, same
-   Cartesian frame; the input cell itself when none is found): the periodic hop network, its
-   dimensionality and percolation barriers are the same, and each distinct hop is then placed on
-   the input cell's sites (multiplicities per input cell). We do not use its NEB end-point
-   generator (``MigrationHop.get_structures`` removes sites by a distance of ``symprec`` Å, which
-   can drop or keep the wrong atoms); each distinct hop is built here as a vacancy hop: the ion
-   at the start site moves to the end site, both removed from the host, and we check that exactly
-   those two atoms left the structure. ``explicit_hops`` ((i, j) site pairs) replace the
-   enumeration by user-chosen hops.
-2. **Band cell.** Training bands are ~120-atom cells in which the ion's periodic images are far
-   apart: the narrowest perpendicular width of the 559 training cells is 5.2 Å, its 10th
-   percentile 6.66 Å, its median 9.6 Å. Each band is therefore built in the smallest diagonal
-   supercell ``n1 x n2 x n3`` of the input cell whose perpendicular widths are all at least
-   ``min_image_distance`` (:data:`DEFAULT_MIN_IMAGE_DISTANCE` = 6.5 Å; 0 keeps the input cell).
-   A hop from a site to its own periodic image is built in a supercell at least doubled along
-   that image's axes. Site indices and multiplicities stay those of the input cell; each hop
-   records the supercell (``ScreenHop.supercell``, JSON ``band_supercell``) and the band's atom
-   count (``band_atoms``).
+1. **Hops.** The input is reduced to its Niggli-reduced primitive cell
+   (:func:`hopnet.cells.primitive_cell`; pymatgen's translation search, same Cartesian frame).
+   :func:`hopnet.hops.hop_graph` connects every pair of ``ion`` sites closer than ``max_hop``
+   (Å, periodic images included) and groups the edges into symmetry-distinct hops with the
+   space-group operations of that cell (``symprec``): one neighbour search and integer look-ups,
+   no pairwise comparison of hops, so no structure can stall it. The periodic hop network, its
+   dimensionality and percolation barriers are those of the input cell; each distinct hop is then
+   placed on the input cell's sites (multiplicities per input cell). ``explicit_hops`` ((i, j)
+   site pairs) replace the enumeration by user-chosen hops.
+2. **Band cell.** Each distinct hop's band is built by :func:`hopnet.cells.canonical_hop` in
+   the canonical cell of the primitive cell: its smallest diagonal supercell whose perpendicular
+   widths are all at least ``min_image_distance`` (:data:`DEFAULT_MIN_IMAGE_DISTANCE` = 6.5 Å:
+   training bands are ~120-atom cells; the narrowest width of the 559 training cells is 5.2 Å,
+   its 10th percentile 6.66 Å), enlarged along the hop when the hop would end on its own start's
+   image. Both end sites are emptied (a vacancy hop). The primitive, conventional or any
+   supercell of a crystal, in any atom order, origin or orientation, thus gives the same bands and
+   barriers. Each hop records that supercell of the primitive cell (``ScreenHop.supercell``, JSON
+   ``band_supercell``) and the band's atom count (``band_atoms``).
 3. **Hosts without the ion** (charged-empty hosts such as FePO4, MnO2, TiS2). The ion is put on
    user-given fractional sites (``insert_sites``) or on the interstitial sites that
    :func:`hopnet.insertion.find_interstitials` finds (by default the
@@ -69,10 +66,8 @@ DEFAULT_MIN_IMAGE_DISTANCE = 6.5
 #: ions that make a structure a host of its own mobile ion: screening another ion in it needs an
 #: explicit insertion (the mobile ions of the training data that are not usually framework ions)
 MOBILE_IONS = ("Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Zn")
-#: how many of the most open distinct interstitial sites an ion-free host is screened with. Each
-#: site adds its whole orbit to the migration graph, whose hop grouping (pymatgen-analysis-
-#: diffusion) grows fast with the number of sites: for FePO4 (olivine, 96 atoms), 2 sites take
-#: ~2 s and 3 sites ~20 s on one CPU core.
+#: how many of the most open distinct interstitial sites an ion-free host is screened with (each
+#: site adds its whole orbit, and so more distinct hops to predict; ``None``: all).
 DEFAULT_INTERSTITIALS = 2
 
 

@@ -61,6 +61,13 @@ def _run_list(args: argparse.Namespace) -> int:
     print(f"{'name':<{w}}  {'entries':>7}  {'source':<15}  description")
     for r in rows:
         print(f"{r['name']:<{w}}  {r['entries']:>7}  {r['source']:<15}  {r['description']}")
+    if any(r["file"] is None for r in rows):
+        from hopnet.runtime import env_flag
+
+        how = ("HOPNET_OFFLINE is set: unset it to let hopnet try the public original on first use"
+               if env_flag("HOPNET_OFFLINE") else "on first use hopnet tries a download of the public original")
+        print(f"\nnot available: set HOPNET_DATA_DIR (or --data-dir) to a folder of the data sets "
+              f"(e.g. ../shared/data), or give a file with --data FILE; {how}")
     return 0
 
 

@@ -17,15 +17,15 @@ def register(subparsers: Any) -> None:
         description="Predict the barriers of labelled migration paths with a model and report "
                     "MAE, RMSE, R², Spearman and the good/poor-conductor classification.",
     )
-    p.add_argument("--model", required=True, help="shipped model name or model folder")
+    p.add_argument("--model", required=True, help="shipped model name (default, mpt) or model folder (required)")
     p.add_argument("--data", required=True,
                    help="registered data-set name or a .json/.json.gz list of band entries "
-                        "(atoms, target, sys_name)")
-    p.add_argument("--output", default=None, metavar="FILE.json", help="write the full report here")
+                        "(atoms, target, sys_name); required")
+    p.add_argument("--output", default=None, metavar="FILE.json", help="write the full report here (default: none)")
     p.add_argument("--threshold", type=float, default=0.65,
                    help="good conductor: E_m below this (eV, default 0.65)")
-    p.add_argument("--plot", default=None, metavar="FILE.png", help="write a parity plot here")
-    p.add_argument("--batch-size", type=int, default=None, help="paths per model batch")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="write a parity plot here (default: none)")
+    p.add_argument("--batch-size", type=int, default=None, help="paths per model batch (default: the model's own)")
     p.set_defaults(func=run)
 
 

@@ -20,15 +20,16 @@ def register(subparsers: Any) -> None:
                     "multi-property source always gets a fresh head.",
     )
     p.add_argument("--from", dest="source", required=True,
-                   help="property model folder (OUT/model of hopnet pretrain), or 'none' (scratch)")
+                   help="property model folder (OUT/model of hopnet pretrain), 'mpt' (shipped) or 'none' "
+                        "(scratch); required")
     p.add_argument("--data", required=True,
                    help="registered name, a .json/.json.gz list like the shared files, or a CSV of "
-                        "(structure file, target) rows")
-    p.add_argument("--property", default=None, help="name of the new head (default: data name)")
+                        "(structure file, target) rows; required")
+    p.add_argument("--property", default=None, help="name of the new head (default: the data's name)")
     p.add_argument("--strategy", default="new-head", help="transfer strategy (default new-head)")
-    p.add_argument("--size", type=int, default=None, help="fine-tune on N structures of the data")
+    p.add_argument("--size", type=int, default=None, help="fine-tune on N structures of the data (default: all)")
     p.add_argument("--sampling", choices=("random", "match"), default="random",
-                   help="how the N are drawn: uniformly, or matching the target distribution")
+                   help="how the N are drawn: uniformly, or matching the target distribution (default random)")
     add_training_flags(p)
     p.set_defaults(func=_run)
 

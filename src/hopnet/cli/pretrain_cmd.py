@@ -16,24 +16,28 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     size.add_argument("--small", dest="size_preset", action="store_const", const="small",
                       help="small encoder (CPU runs; the default)")
     size.add_argument("--paper", dest="size_preset", action="store_const", const="paper",
-                      help="published ALIGNN size (4 ALIGNN + 4 GCN layers, 256 hidden)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (AdamW)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ensemble", type=int, default=None)
-    p.add_argument("--val-fraction", type=float, default=None)
-    p.add_argument("--patience", type=int, default=None)
-    p.add_argument("--cache-dir", default=None, help="graph cache folder ('none' = no disk cache)")
-    p.add_argument("--devices", default=None, help="Lightning devices (e.g. 2 = two processes)")
-    p.add_argument("--accelerator", default=None, help="Lightning accelerator: cpu, gpu, auto")
+                      help="published ALIGNN size (4 ALIGNN + 4 GCN layers, 256 hidden; default: --small)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 100)")
+    p.add_argument("--batch-size", type=int, default=None, help="structures per batch (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW, > 0 (default 0.001)")
+    p.add_argument("--seed", type=int, default=None, help="random seed of member 0 (default 0)")
+    p.add_argument("--ensemble", type=int, default=None, help="number of members (default 1)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="fraction held out for early stopping (default 0.1)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without validation improvement before stopping (default 20)")
+    p.add_argument("--cache-dir", default=None,
+                   help="graph cache folder, 'none' = no disk cache (default: the user cache)")
+    p.add_argument("--devices", default=None, help="Lightning devices, e.g. 2 = two processes (default 1)")
+    p.add_argument("--accelerator", default=None, help="Lightning accelerator: cpu, gpu, auto (default cpu)")
     p.add_argument("--strategy-ddp", dest="dist_strategy", nargs="?", const="ddp", default=None,
-                   metavar="NAME", help="Lightning strategy (bare flag = ddp; gloo on CPU)")
-    p.add_argument("--num-nodes", type=int, default=None)
+                   metavar="NAME", help="Lightning strategy (bare flag = ddp; gloo on CPU; default: auto)")
+    p.add_argument("--num-nodes", type=int, default=None, help="machines for DDP (default 1)")
     p.add_argument("--data-dir", default=None, help="data folder (default: $HOPNET_DATA_DIR)")
-    p.add_argument("--out", required=True, help="output folder (the model folder is OUT/model)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoints in OUT")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output folder (the model folder is OUT/model); required")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoints in OUT (default: start afresh)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)")
 
 
 def training_config(args: argparse.Namespace) -> Any:
@@ -70,11 +74,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--properties", default="fe",
                    help="a property, a comma list, or 'all' (default fe)")
     p.add_argument("--exclude", action="append", default=[], metavar="P",
-                   help="leave property P out (repeatable); e.g. --properties all --exclude pz")
+                   help="leave property P out (repeatable); e.g. --properties all --exclude pz (default: none)")
     p.add_argument("--max-size", type=int, default=None,
-                   help="cap each property's set at N structures (seeded sample, before merging)")
+                   help="cap each property's set at N structures (seeded sample, before merging; default: no cap)")
     p.add_argument("--normalisation", choices=("row", "property", "sum"), default="row",
-                   help="masked-loss averaging (see hopnet.training.pretrain)")
+                   help="masked-loss averaging (see hopnet.training.pretrain; default row)")
     add_training_flags(p)
     p.set_defaults(func=_run)
 

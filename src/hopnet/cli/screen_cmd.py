@@ -41,7 +41,7 @@ from typing import Any
 
 from hopnet.cli.common import check_output_file, check_threshold
 from hopnet.errors import HopnetError
-from hopnet.provenance import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
+from hopnet.provenance import append_jsonl, atomic_write_bytes, atomic_write_text
 
 _STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".cssr", ".res", ".xsf", ".cell"}
 _STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
@@ -50,8 +50,8 @@ _STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "screen", help="find and predict every distinct hop of an ion, with percolation barriers",
-        description="Find the symmetry-distinct hops of the mobile ion (pymatgen-analysis-diffusion's "
-                    "migration graph), predict each barrier E_m (eV), and report the percolation "
+        description="Find the symmetry-distinct hops of the mobile ion (grouped by the space group "
+                    "of the primitive cell), predict each barrier E_m (eV), and report the percolation "
                     "barriers: the lowest E_m at which the hops connect into an infinite 1-, 2- and "
                     "3-D network.",
     )
@@ -245,7 +245,7 @@ class _Outputs:
                 self._journal_from_document()
             elif not resume:
                 self._journal.unlink(missing_ok=True)
-            self.done |= {str(r.get("source")) for r in read_jsonl(self._journal)}
+            self.done |= {str(r.get("source")) for r in _journal_records(self._journal)}
 
     def _journal_from_document(self) -> None:
         """Resume from a finished JSON document: its records become the journal."""
@@ -258,14 +258,16 @@ class _Outputs:
             append_jsonl(self._journal, r)  # type: ignore[arg-type]
 
     def add(self, r: Any) -> None:
-        """Commit one finished structure: CSV rows, journal line, plots."""
+        """Commit one finished structure: plots rendered first (the slow part: a Ctrl-C there
+        commits nothing of it), then CSV rows, journal line and plot files."""
+        pngs = [(base if self._single else base.with_name(f"{base.stem}_{Path(r.source).stem}{base.suffix}"),
+                 render(r)) for base, render in self._renders]
         if self._csv is not None:
             _append(self._csv, _csv_text(r.csv_rows()), sync=True)
         if self._journal is not None:
             append_jsonl(self._journal, r.to_dict())
-        for base, render in self._renders:
-            target = base if self._single else base.with_name(f"{base.stem}_{Path(r.source).stem}{base.suffix}")
-            atomic_write_bytes(target, render(r))
+        for target, png in pngs:
+            atomic_write_bytes(target, png)
         self._committed(r.source)
 
     def fail(self, source: str, error: str) -> None:
@@ -290,14 +292,43 @@ class _Outputs:
         """The JSON document from the journal, written atomically; ``final``: drop the journal."""
         if self._json is None:
             return
-        rows = read_jsonl(self._journal)  # type: ignore[arg-type]
-        doc = {"results": [r for r in rows if not r.get("failed")],
-               "failures": [{"source": r["source"], "error": r["error"]} for r in rows if r.get("failed")],
-               "provenance": provenance or {}, "complete": bool(final)}
-        atomic_write_text(self._json, json.dumps(doc, indent=1) + "\n")
+        # streamed from the journal, one record in memory at a time; byte for byte what
+        # json.dumps(document, indent=1) gives
+        tmp = self._json.with_name(f".{self._json.name}.{os.getpid()}.tmp")
+        with open(tmp, "w") as out:
+            for key, failed in (("results", False), ("failures", True)):
+                out.write(("{\n" if not failed else ",\n") + f' "{key}": [')
+                n = 0
+                for r in _journal_records(self._journal):  # type: ignore[arg-type]
+                    if bool(r.get("failed")) != failed:
+                        continue
+                    rec = {"source": r["source"], "error": r["error"]} if failed else r
+                    out.write(("\n  " if n == 0 else ",\n  ") + _nested_json(rec, 2))
+                    n += 1
+                out.write("\n ]" if n else "]")
+            out.write(',\n "provenance": ' + _nested_json(provenance or {}, 1)
+                      + ',\n "complete": ' + json.dumps(bool(final)) + "\n}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self._json)
         self._last_json = time.monotonic()
         if final:
             self._journal.unlink(missing_ok=True)  # type: ignore[union-attr]
+
+
+def _journal_records(path: Path) -> Any:
+    """The journal's records, one at a time (a last line cut short by a kill is skipped)."""
+    if not path.is_file():
+        return
+    with open(path) as fh:
+        for line in fh:
+            if line.endswith("\n"):
+                yield json.loads(line)
+
+
+def _nested_json(value: Any, level: int) -> str:
+    """``json.dumps(value, indent=1)`` as it appears ``level`` levels deep in an indent-1 document."""
+    return json.dumps(value, indent=1).replace("\n", "\n" + " " * level)
 
 
 def _cut_partial_line(path: Path) -> None:

@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
                     "(top-level keys data, model, out, folds, fold, gnn, training, classical; "
                     "see hopnet.training.config) and the flags below, which override the file.",
     )
-    p.add_argument("--config", default=None, help="YAML run file")
+    p.add_argument("--config", default=None, metavar="FILE.yaml",
+                   help="YAML run file, e.g. examples/run.yaml (default: none; flags override it)")
     p.add_argument("--data", default=None, help="registered data set name or .json/.json.gz path "
                                                 "(default migration-barriers)")
     p.add_argument("--data-dir", default=None, help="data folder (default: $HOPNET_DATA_DIR)")
@@ -29,17 +30,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("--variant", default=None,
                    choices=("initial-final", "initial-delta", "band", "band-attention"),
                    help="GNN variant = published Model 1, 2, 3, 4 (default band)")
-    p.add_argument("--small", action="store_true", default=None, help="small encoder (CPU runs)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ensemble", type=int, default=None, help="number of members (seeds seed..seed+K-1)")
-    p.add_argument("--folds", type=int, default=None, help="number of compound-grouped folds")
-    p.add_argument("--fold", type=int, default=None, help="train on this fold's training part only")
-    p.add_argument("--out", default=None, help="output folder (the model folder is OUT/model for gnn)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoints in OUT")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--small", action="store_true", default=None,
+                   help="small encoder for CPU runs (default: the paper-size encoder)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 100)")
+    p.add_argument("--batch-size", type=int, default=None, help="structures per batch (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW, > 0 (default 0.001)")
+    p.add_argument("--seed", type=int, default=None, help="random seed of member 0 (default 0)")
+    p.add_argument("--ensemble", type=int, default=None,
+                   help="number of members, seeds seed..seed+K-1 (default 1)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="number of compound-grouped folds, with --fold (default 5 when --fold is given)")
+    p.add_argument("--fold", type=int, default=None,
+                   help="train on this fold's training part only (default: all the data)")
+    p.add_argument("--out", default=None,
+                   help="output folder, new or existing (the model folder is OUT/model for gnn; required "
+                        "unless the run file has out:)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoints in OUT (default: start afresh)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)")
     p.set_defaults(func=_run)
 
 

@@ -91,8 +91,9 @@ def _fetch(info: DatasetInfo, cache_dir: Path, base_url: str | None) -> Located:
 
 
 def _how_to(info: DatasetInfo) -> str:
-    return (f"set HOPNET_DATA_DIR to a folder holding {info.relpath}, pass path= (CLI: --path), "
-            "or allow the download (download=True, HOPNET_OFFLINE unset)")
+    return (f"set HOPNET_DATA_DIR to a folder holding {info.relpath} (e.g. ../shared/data), give the "
+            "file itself (--data FILE on the command line, path= in Python), or unset HOPNET_OFFLINE "
+            "to download it into the cache")
 
 
 def resolve(
