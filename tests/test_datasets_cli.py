@@ -37,7 +37,9 @@ def tiny_data_dir(tmp_path, monkeypatch) -> Path:
 
 def test_list_table(tiny_data_dir, capsys):
     assert main(["datasets"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert "not available: set HOPNET_DATA_DIR" in captured.err  # what to do about the missing sets
     assert out[0].split()[:3] == ["name", "entries", "source"]
     rows = {line.split()[0]: line for line in out[1:]}
     assert set(rows) == {"migration-barriers", "fe", "bg", "gv", "ph", "dc", "pz", "ebg", "jarvis2d"}

@@ -232,6 +232,8 @@ def read_structure(path: str | os.PathLike, fmt: str | None = None) -> Structure
         raise StructureError(f"cannot read structure from {p}: is a directory")
     key = (fmt or "").lower()
     key = _FMT_ALIASES.get(key, key) or _guess_format(p) or ""
+    if key in ("xyz", "extxyz") or p.suffix.lower() in (".xyz", ".extxyz"):
+        _check_xyz_count(p)
     errors: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -267,6 +269,23 @@ def read_structure(path: str | os.PathLike, fmt: str | None = None) -> Structure
     # an unnamed format pymatgen did not recognise is ASE's to explain
     reason = errors[-1] if not key else errors[0]
     raise StructureError(f"cannot read structure from {p}: {reason}")
+
+
+def _check_xyz_count(p: Path) -> None:
+    """An (ext)xyz file whose first line declares more atoms than the file has lines is refused
+    before a reader allocates for them (``10000000`` alone took ASE ~10 s)."""
+    try:
+        with open(p, "rb") as fh:
+            first = fh.readline(64).strip()
+            if not first.isdigit():
+                return
+            declared = int(first)
+            lines = 1 + sum(1 for _ in fh)
+    except OSError:
+        return
+    if declared + 1 > lines:
+        raise StructureError(f"cannot read structure from {p}: the first line declares {declared} atoms, "
+                             f"the file has {max(lines - 2, 0)} atom lines")
 
 
 def _read_with_pymatgen(p: Path, key: str) -> Structure:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from pathlib import Path
@@ -35,3 +36,14 @@ def check_output_file(path: str | os.PathLike | None, flag: str) -> None:
         raise HopnetError(f"{flag} {path}: cannot write in {folder}: {exc.strerror or exc}") from None
     if target.exists() and not os.access(target, os.W_OK):
         raise HopnetError(f"{flag} {path}: the file is read-only")
+
+
+def add_optimiser_flags(p: argparse.ArgumentParser) -> None:
+    """--epochs/--batch-size/--lr/--seed/--ensemble: the TrainingConfig fields every training
+    command takes (None: the config's default, named in the help)."""
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 100)")
+    p.add_argument("--batch-size", type=int, default=None, help="structures per batch (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW, > 0 (default 0.001)")
+    p.add_argument("--seed", type=int, default=None, help="random seed of member 0 (default 0)")
+    p.add_argument("--ensemble", type=int, default=None,
+                   help="number of members, seeds seed..seed+K-1 (default 1)")

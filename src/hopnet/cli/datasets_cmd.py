@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from typing import Any
 
@@ -66,8 +67,8 @@ def _run_list(args: argparse.Namespace) -> int:
 
         how = ("HOPNET_OFFLINE is set: unset it to let hopnet try the public original on first use"
                if env_flag("HOPNET_OFFLINE") else "on first use hopnet tries a download of the public original")
-        print(f"\nnot available: set HOPNET_DATA_DIR (or --data-dir) to a folder of the data sets "
-              f"(e.g. ../shared/data), or give a file with --data FILE; {how}")
+        print(f"hopnet: not available: set HOPNET_DATA_DIR (or --data-dir) to a folder of the data sets "
+              f"(e.g. ../shared/data), or give a file with --data FILE; {how}", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hopnet.cli.common import add_optimiser_flags
+
 
 def add_training_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``pretrain`` and ``finetune`` (TrainingConfig fields, Lightning pass-through)."""
@@ -17,11 +19,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
                       help="small encoder (CPU runs; the default)")
     size.add_argument("--paper", dest="size_preset", action="store_const", const="paper",
                       help="published ALIGNN size (4 ALIGNN + 4 GCN layers, 256 hidden; default: --small)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 100)")
-    p.add_argument("--batch-size", type=int, default=None, help="structures per batch (default 16)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW, > 0 (default 0.001)")
-    p.add_argument("--seed", type=int, default=None, help="random seed of member 0 (default 0)")
-    p.add_argument("--ensemble", type=int, default=None, help="number of members (default 1)")
+    add_optimiser_flags(p)
     p.add_argument("--val-fraction", type=float, default=None,
                    help="fraction held out for early stopping (default 0.1)")
     p.add_argument("--patience", type=int, default=None,

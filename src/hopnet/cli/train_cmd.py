@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hopnet.cli.common import add_optimiser_flags
 from hopnet.errors import HopnetError
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,7 @@ def register(subparsers: Any) -> None:
                    help="GNN variant = published Model 1, 2, 3, 4 (default band)")
     p.add_argument("--small", action="store_true", default=None,
                    help="small encoder for CPU runs (default: the paper-size encoder)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 100)")
-    p.add_argument("--batch-size", type=int, default=None, help="structures per batch (default 16)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW, > 0 (default 0.001)")
-    p.add_argument("--seed", type=int, default=None, help="random seed of member 0 (default 0)")
-    p.add_argument("--ensemble", type=int, default=None,
-                   help="number of members, seeds seed..seed+K-1 (default 1)")
+    add_optimiser_flags(p)
     p.add_argument("--folds", type=int, default=None,
                    help="number of compound-grouped folds, with --fold (default 5 when --fold is given)")
     p.add_argument("--fold", type=int, default=None,
