@@ -1,4 +1,4 @@
-"""Every ``hopnet`` command in README.md runs as written.
+"""Every ``hopnet`` command in README.md runs as written (and those of docs/ parse).
 
 Each command line of the README's ``bash`` blocks is split like a shell would (globs expanded
 from the repository root), every file it reads must exist in the repository, and the whole
@@ -28,12 +28,14 @@ READS = (".cif", ".yaml", ".csv", ".json", ".gz")
 WRITE_FLAGS = {"--csv", "--json", "--plot", "--network", "--output", "--out"}
 
 
-def readme_commands() -> list[list[str]]:
-    text = README.read_text()
+def readme_commands(path: Path = README, pattern: str = r"```bash\n(.*?)```") -> list[list[str]]:
+    text = path.read_text()
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+    for block in re.findall(pattern, text, flags=re.S):
         for line in block.splitlines():
             line = line.split("#", 1)[0].strip()
+            if not re.match(r"^(\w+=\S+\s+)*(\S*/)?hopnet\s", line):
+                continue
             words = shlex.split(line)
             while words and "=" in words[0] and not words[0].startswith("-"):  # VAR=value prefixes
                 words = words[1:]
@@ -55,6 +57,9 @@ def _slow(argv: list[str]) -> bool:
 
 
 COMMANDS = readme_commands()
+#: the commands in the other docs (the tutorial has its own test, which runs its blocks)
+DOC_COMMANDS = [c for doc in sorted((ROOT / "docs").glob("*.md")) if doc.name != "tutorial.md"
+                for c in readme_commands(doc, r"```[a-z]*\n(.*?)```")]
 
 
 def test_readme_has_the_commands():
@@ -63,7 +68,7 @@ def test_readme_has_the_commands():
             "pretrain", "finetune"} <= names
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a)[:60])
+@pytest.mark.parametrize("argv", COMMANDS + DOC_COMMANDS, ids=lambda a: " ".join(a)[:60])
 def test_command_parses_and_its_files_exist(argv):
     build_parser().parse_args(argv)  # a bad flag exits here
     for flag, value in zip([""] + argv[:-1], argv):

@@ -514,3 +514,17 @@ def test_cli_unwritable_outputs_one_line_nothing_written(tmp_path, capsys, fake_
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and err[0].startswith(f"hopnet: error: {flag} ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "cifs"]
+
+
+def test_network_plot_draws_the_network_the_screen_built(fake_model):
+    """Li3N (108-atom file): the plot draws the screen's own graph on the 4-atom primitive cell,
+    48 edges whose counts per distinct hop are the multiplicities per primitive cell (it drew
+    1,296 edges of the input cell before)."""
+    from hopnet.plots import hop_network_png, screen_edges
+
+    r = screen(EXAMPLES / "Li3N.cif", "Li", max_hop=5.0, model=fake_model)
+    edges = screen_edges(r.network)
+    assert len(r.network.prim) == 4 and r.network.n_cells == 27 and len(edges) == 48
+    for h in r.hops:
+        assert sum(e.hop == h.index for e in edges) * 27 == h.multiplicity
+    assert hop_network_png(r)[:8] == b"\x89PNG\r\n\x1a\n"

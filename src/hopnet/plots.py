@@ -264,15 +264,24 @@ def _structure_of(result: Any, structure: Any | None) -> Any:
     return s
 
 
+def screen_edges(network: Any) -> list[NetworkEdge]:
+    """The edges of a screen's hop graph (``ScreenResult.network``: nodes are ion sites of its
+    primitive cell) as :class:`NetworkEdge` rows on that cell."""
+    sites = np.asarray(network.ion_sites, dtype=int)
+    return [NetworkEdge(int(lab), *_canonical(sites[u], sites[v], t))
+            for (u, v), t, lab in zip(np.asarray(network.edges), np.asarray(network.images), np.asarray(network.labels))]
+
+
 def network_segments(result: Any, axis: str = "c", structure: Any | None = None,
-                     edges: Sequence[NetworkEdge] | None = None) -> list[Segment]:
+                     edges: Sequence[NetworkEdge] | None = None, checked: bool = False) -> list[Segment]:
     """The hop network of ``result`` (a :class:`hopnet.screen.ScreenResult`) as 2-D segments (Å)
     projected along lattice vector ``axis`` (see :func:`projection_basis`). Each edge is drawn
     from its start site's home-cell position (fractional coordinates in [0, 1)); an edge that
     leaves the cell is drawn a second time from its end site's home-cell position backwards, so
     both sites show the bond crossing the boundary. ``edges`` default to
-    :func:`equivalent_edges` of the result's hops."""
-    s = _structure_of(result, structure)
+    :func:`equivalent_edges` of the result's hops. ``checked``: ``structure`` is known to be
+    the cell of ``edges`` (the screen's primitive cell), so it is not compared with the input."""
+    s = structure if checked and structure is not None else _structure_of(result, structure)
     if edges is None:
         edges = equivalent_edges(s, result.hops, result.ion, result.symprec)
     frac = np.asarray(s.frac_coords, dtype=float)
@@ -313,11 +322,18 @@ def hop_network_png(result: Any, axis: str | None = None, *, structure: Any | No
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    s = _structure_of(result, structure)
-    edges = equivalent_edges(s, result.hops, result.ion, result.symprec)
+    net = getattr(result, "network", None)
+    if structure is None and net is not None and getattr(net, "prim", None) is not None:
+        # the network the screen built, on its primitive cell: what the numbers beside it describe
+        s, edges, per = net.prim, screen_edges(net), "primitive cell"
+        n_mult = sum(int(h.multiplicity) for h in result.hops) // max(int(net.n_cells), 1)
+    else:
+        s = _structure_of(result, structure)
+        edges = equivalent_edges(s, result.hops, result.ion, result.symprec)
+        per, n_mult = "cell", sum(int(h.multiplicity) for h in result.hops)
     if axis is None:
         axis = choose_axis(s, edges, lowest_barrier_hops(result))
-    segs = network_segments(result, axis, structure=s, edges=edges)
+    segs = network_segments(result, axis, structure=s, edges=edges, checked=True)
     segs.sort(key=lambda g: -g.barrier if math.isfinite(g.barrier) else float("inf"))  # lowest E_m on top
     lattice = np.asarray(s.lattice.matrix, dtype=float)
     basis = projection_basis(lattice, axis)
@@ -389,11 +405,10 @@ def hop_network_png(result: Any, axis: str | None = None, *, structure: Any | No
     ax.margins(0.06)
     perc = ", ".join(f"{d}-D {p.barrier:.2f}" if p.barrier is not None else f"{d}-D none"
                      for d, p in sorted(result.percolation.items()))
-    n_mult = sum(int(h.multiplicity) for h in result.hops)
     note = "" if n_mult == len(edges) else f"; the screen counted {n_mult}"
     ax.set_title(title if title is not None else
                  f"{result.ion} hop network in {result.formula}, viewed along {axis}\n"
-                 f"{len(edges)} edges of {len(result.hops)} distinct hop(s) per cell{note}\n"
+                 f"{len(edges)} edges of {len(result.hops)} distinct hop(s) per {per}{note}\n"
                  f"percolation barriers (eV): {perc}", fontsize=9)
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=min(len(handles), 5),
               fontsize=7, frameon=False)

@@ -148,6 +148,7 @@ class ScreenResult:
     insertion_sites: list[dict] = field(default_factory=list)
     interstitials_found: int = 0  # distinct interstitial sites found (``insertion == "interstitial"``)
     structure: Any = field(default=None, repr=False, compare=False)
+    network: Any = field(default=None, repr=False, compare=False)  # the hop graph on the primitive cell
 
     def insertion_line(self) -> str:
         """One line saying where the ion was put in a host without it ('' when it was present)."""
@@ -574,7 +575,7 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
         hop_source="explicit" if explicit_hops is not None else "migration graph", hops=hops,
         percolation=perc, dimensionality=max(full, 0), dimensionality_at_threshold=max(at_thr, 0), warnings=warns,
         min_image_distance=float(min_image_distance), insertion=insertion, insertion_sites=records,
-        interstitials_found=found, structure=s,
+        interstitials_found=found, structure=s, network=graph,
     )
 
 
