@@ -226,3 +226,37 @@ def test_budget_stops_the_band_and_flags_it(lif, hop):
                 NebConfig(fmax=0.001, steps=500, relax=False, time_budget=0.5))
     assert r.stop == "time" and not r.converged and r.n_steps < 500
     assert np.isfinite(r.barrier) and r.max_force > 0.001  # flagged features, never nothing
+
+
+def test_cache_returns_the_band_without_running_it_again(lif, hop, tmp_path, monkeypatch):
+    from hopnet import neb as nebmod
+    from hopnet.neb_cache import NebCache
+
+    cache = NebCache(tmp_path / "neb")
+    path = MigrationPath.from_sites(lif, "Li", *hop)
+    first = run_neb(path, CHEAP, id="a", cache=cache)
+    assert not first.cached and cache.misses == 1
+    calls = []
+    monkeypatch.setattr(nebmod, "_relaxed_ends", lambda *a, **k: calls.append(1))  # must not run
+    again = run_neb(path, CHEAP, id="b", meta={"x": 1}, cache=cache)
+    assert again.cached and not calls and again.id == "b" and again.meta == {"x": 1}
+    assert again.energies == first.energies and again.barrier == first.barrier
+    # other settings: another key
+    assert NebCache.key(path, CHEAP, "p") != NebCache.key(path, NebConfig(steps=1, relax=False), "p")
+    # a damaged file is removed and recomputed, never used
+    files = list((tmp_path / "neb").rglob("*.json"))
+    assert len(files) == 1
+    files[0].write_bytes(files[0].read_bytes()[:-5])
+    monkeypatch.undo()
+    third = run_neb(path, CHEAP, cache=cache)
+    assert not third.cached and third.barrier == pytest.approx(first.barrier, abs=1e-6)
+
+
+def test_cli_uses_the_cache(lif, hop, tmp_path, capsys):
+    cif = tmp_path / "LiF.cif"
+    lif.to(filename=str(cif))
+    args = ["neb", str(cif), "--ion", "Li", "--from", str(hop[0]), "--to", str(hop[1]), "--steps", "0",
+            "--no-relax", "--interpolation", "linear", "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 0 and "from the cache" not in capsys.readouterr().out
+    assert main(args) == 0 and "from the cache" in capsys.readouterr().out
+    assert main(args + ["--no-cache"]) == 0 and "from the cache" not in capsys.readouterr().out

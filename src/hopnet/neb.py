@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -141,7 +141,8 @@ class NebResult:
     moved while its end points relaxed (the larger of the two); ``ion_held``: an end point had to
     be relaxed again with the ion held on its site. ``cell``/``supercell``: the cell the band ran
     in; ``potential``: the backbone and its version; ``n_calls``: batched potential calls;
-    ``relax_s``: wall seconds until the band started; ``cpu_s``: CPU seconds of the process.
+    ``relax_s``: wall seconds until the band started; ``cpu_s``: CPU seconds of the process
+    (of the run that computed it); ``cached``: read from a :class:`hopnet.neb_cache.NebCache`.
     """
 
     id: str
@@ -170,6 +171,7 @@ class NebResult:
     n_calls: int = 0
     relax_s: float = 0.0
     cpu_s: float = 0.0
+    cached: bool = False
     config: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
@@ -310,8 +312,10 @@ def _relaxed_ends(path: MigrationPath, potential: Any, config: NebConfig, clock:
 
 
 def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "",
-            meta: dict | None = None) -> NebResult:
+            meta: dict | None = None, cache: Any = None) -> NebResult:
     """Climbing-image NEB of ``path`` with a universal potential; see the module docstring.
+    ``cache``: a :class:`hopnet.neb_cache.NebCache`; a band already computed with the same
+    potential and settings is read from it (``cached=True``) instead of run again.
 
     Raises :class:`NebDependencyError` without the potential's package, :class:`HopnetError`
     when ``path`` is not a :class:`MigrationPath` or the potential returns non-finite energies.
@@ -329,6 +333,13 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
 
         canon = canonical_from_path(path, min_width=config.min_width)
         path, supercell = canon.path, list(canon.supercell)
+    key = cache.key(path, config, potential.version) if cache is not None else None
+    if key is not None:
+        record = cache.get(key)
+        if record is not None:
+            names = {f.name for f in fields(NebResult)}
+            return NebResult(**{**{k: v for k, v in record.items() if k in names},
+                                "id": id, "meta": dict(meta or {}), "cached": True})
     initial, final, info = _relaxed_ends(path, potential, config, clock)
     relax_s = time.perf_counter() - t0
     n = config.n_images if config.n_images is not None else max(path.n_images, 3)
@@ -384,6 +395,8 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
     )
     log.info("%s: barrier %.3f eV (%s, %d steps) in %.1f s", id or result.formula,
              result.barrier, stop, result.n_steps, wall)
+    if key is not None:
+        cache.put(key, {**result.to_dict(), "id": "", "meta": {}})
     return result
 
 
@@ -400,6 +413,7 @@ def run_neb_many(
     paths: Iterable[tuple[str, MigrationPath] | tuple[str, MigrationPath, dict]],
     config: NebConfig = NebConfig(),
     out_jsonl: str | os.PathLike | None = None,
+    cache: Any = None,
 ) -> list[NebResult]:
     """Run :func:`run_neb` on ``(id, path[, meta])`` items; append one JSON line per finished
     path to ``out_jsonl`` (flushed and fsynced, with the hopnet version and git commit) and skip
@@ -425,7 +439,7 @@ def run_neb_many(
             log.info("%s: already in %s, skipped", pid, out)
             continue
         try:
-            res = run_neb(path, config, id=pid, meta=meta)
+            res = run_neb(path, config, id=pid, meta=meta, cache=cache)
             row = {**res.to_dict(), "provenance": provenance}
         except NebDependencyError:
             raise

@@ -56,6 +56,10 @@ def register(subparsers: Any) -> None:
                    help="CPU seconds per path; the band stops where it is, flagged (default: none)")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="with --data: run only entries k, k+N, k+2N, ... (0-based; for parallel workers)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="sealed cache of finished bands, by band + potential + settings: a repeated hop "
+                        "is read, not recomputed (default: $HOPNET_CACHE_DIR/neb or ~/.cache/hopnet/neb)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache (default: use it)")
     p.add_argument("--json", action="store_true", help="one JSON line per path on stdout")
     p.set_defaults(func=run)
 
@@ -124,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     items = _paths(args)
+    from hopnet.neb_cache import NebCache
+
+    cache = None if args.no_cache else NebCache(args.cache_dir)
     _potential(config)  # fails with one line before any output
     done = {str(r.get("id")) for r in read_results(args.output)} if args.output else set()
     for pid, path, meta in items:
@@ -131,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{pid}: already in {args.output}, skipped")
             continue
-        for r in run_neb_many([(pid, path, meta)], config, args.output):
+        for r in run_neb_many([(pid, path, meta)], config, args.output, cache=cache):
             if isinstance(r, dict):  # a path that failed: its error row
                 print(json.dumps(r, sort_keys=True) if args.json else f"{pid}: failed: {r['error']}")
                 continue
@@ -142,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 ref = meta.get("target")
                 ref_s = f"  (reference {ref:.3f} eV)" if isinstance(ref, float) else ""
                 print(f"{pid}: barrier {r.forward_barrier:.3f} eV, reverse {r.reverse_barrier:.3f} eV"
-                      f"{ref_s}; {state} in {r.n_steps} steps; {r.wall_s:.1f} s")
+                      f"{ref_s}; {state} in {r.n_steps} steps; "
+                      + ("from the cache" if r.cached else f"{r.wall_s:.1f} s"))
             sys.stdout.flush()
     return 0
