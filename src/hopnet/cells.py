@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from hopnet.errors import PathError
-from hopnet.structures import perpendicular_widths
+from hopnet.structures import perpendicular_widths, species_symbol
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "symbol", "symbols", "locate", "supercell_diagonal", "primitive_cell", "CanonicalHop",
+    "symbols", "locate", "supercell_diagonal", "primitive_cell", "CanonicalHop",
     "canonical_hop", "canonical_from_path", "DEFAULT_MIN_WIDTH", "SITE_TOL",
 ]
 
@@ -41,17 +41,9 @@ DEFAULT_MIN_WIDTH = 6.5
 SITE_TOL = 0.05
 
 
-def symbol(species: Any) -> str:
-    """Element symbol of a pymatgen species, element or plain string (``Li+`` -> ``Li``)."""
-    sym = getattr(species, "symbol", None)
-    if sym is None:
-        sym = getattr(getattr(species, "element", None), "symbol", None)
-    return str(sym if sym is not None else species)
-
-
 def symbols(structure: Any) -> list[str]:
     """Element symbols of every site of a pymatgen structure."""
-    return [symbol(sp) for sp in structure.species]
+    return [species_symbol(sp) for sp in structure.species]
 
 
 def locate(cell: Any, sites: np.ndarray, cart: np.ndarray, tol: float = SITE_TOL

@@ -36,6 +36,7 @@ from pymatgen.core import Element, Structure
 from hopnet.errors import HopnetError, PathError, StructureError
 from hopnet.structures import (
     check_cell,
+    species_symbol,
     from_jarvis,
     to_jarvis,
     to_structure,
@@ -71,10 +72,6 @@ def _cart_min_image(d: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     if lengths[zero] <= lengths[best] + 1e-9:
         return base
     return base + shifts[best]
-
-
-def _symbol(sp: Any) -> str:
-    return getattr(sp, "symbol", str(sp))
 
 
 def as_frac3(x: Any, what: str, expected: str = "3 finite fractional coordinates") -> np.ndarray:
@@ -260,7 +257,7 @@ class MigrationPath:
             raise PathError(f"band layout: {len(s)} atoms, need the {n} ion images plus a host")
         if not s.is_ordered:
             raise StructureError("band is disordered (partial occupancies)")
-        symbols = [_symbol(sp) for sp in s.species[:n]]
+        symbols = [species_symbol(sp) for sp in s.species[:n]]
         if len(set(symbols)) != 1:
             raise PathError(f"band layout: atoms 0-{n - 1} are not one element ({' '.join(symbols)})")
         frac = np.asarray(s.frac_coords, dtype=float)
@@ -310,7 +307,7 @@ class MigrationPath:
         if i == j:
             raise PathError(f"start and end site are the same (site {i})")
         for idx in (i, j):
-            sym = _symbol(s.species[idx])
+            sym = species_symbol(s.species[idx])
             if sym != ion:
                 raise PathError(f"site {idx} is {sym}, not the migrating ion {ion}")
         keep = np.ones(n, dtype=bool)
@@ -344,7 +341,7 @@ class MigrationPath:
         if len(s):
             check_cell(s.lattice.matrix, "structure")
             dist = s.lattice.get_all_distances(np.vstack([a, b]), frac)  # (2, N) Å
-            is_ion = np.array([_symbol(sp) == ion for sp in s.species]) if s.is_ordered else np.zeros(len(s), bool)
+            is_ion = np.array([species_symbol(sp) == ion for sp in s.species]) if s.is_ordered else np.zeros(len(s), bool)
             keep = ~(is_ion & (dist.min(axis=0) < site_tolerance))
         else:
             keep = np.zeros(0, dtype=bool)

@@ -16,6 +16,7 @@ import numpy as np
 
 from hopnet.errors import HopnetError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
+from hopnet.structures import species_symbol
 
 
 def parity_plot(
@@ -150,7 +151,7 @@ def equivalent_edges(structure: Any, hops: Sequence[Any], ion: str, symprec: flo
 
     frac = np.asarray(structure.frac_coords, dtype=float)
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
-    symbols = [getattr(sp, "symbol", str(sp)) for sp in structure.species]
+    symbols = [species_symbol(sp) for sp in structure.species]
     sites = np.array([k for k, s in enumerate(symbols) if s == ion], dtype=int)
     tol = max(0.05, 2.0 * float(symprec))
     try:
@@ -255,7 +256,7 @@ def _structure_of(result: Any, structure: Any | None) -> Any:
     s = to_structure(s, validate=False)
     if structure is None and own is not None:
         return s
-    symbols = [getattr(sp, "symbol", str(sp)) for sp in s.species]
+    symbols = [species_symbol(sp) for sp in s.species]
     on_ion = all(0 <= k < len(s) and symbols[k] == result.ion for h in result.hops for k in (h.start, h.end))
     same = len(s) == int(result.n_atoms) and s.composition.reduced_formula == result.formula
     if not on_ion or (getattr(result, "insertion", None) is None and not same):
@@ -339,7 +340,7 @@ def hop_network_png(result: Any, axis: str | None = None, *, structure: Any | No
     basis = projection_basis(lattice, axis)
     frac = _home(np.asarray(s.frac_coords, dtype=float))
     xy = (frac @ lattice) @ basis.T
-    symbols = np.array([getattr(sp, "symbol", str(sp)) for sp in s.species])
+    symbols = np.array([species_symbol(sp) for sp in s.species])
 
     fig = Figure(figsize=(6.4, 5.2), dpi=150)
     FigureCanvasAgg(fig)

@@ -38,6 +38,7 @@ import numpy as np
 
 from hopnet.errors import HopnetError, PathError, StructureError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
+from hopnet.structures import species_symbol
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Domain:
                        f"{lo:.1f}-{hi:.1f} Å")
         if path.ion not in self.ions:
             out.append(f"out of domain: {path.ion} never migrated in training (ions seen: {' '.join(self.ions)})")
-        present = {getattr(sp, "symbol", str(sp)) for sp in path.host.species} | {path.ion}
+        present = {species_symbol(sp) for sp in path.host.species} | {path.ion}
         unseen = sorted(present - set(self.elements))
         if unseen:
             out.append(f"out of domain: element(s) {', '.join(unseen)} absent from every training structure")
@@ -314,7 +315,7 @@ def make_path(structure: Any, ion: str | None = None, start: Any = None, end: An
     _check_size(len(s), max_atoms)
     if validate:
         validate_structure(s)
-    symbols = [getattr(sp, "symbol", str(sp)) for sp in s.species]
+    symbols = [species_symbol(sp) for sp in s.species]
     for name, x in (("start", start), ("end", end)):
         if _is_index(x) and not 0 <= int(x) < len(s):
             raise PathError(f"{name} site {int(x)} is out of range (structure has {len(s)} atoms)")

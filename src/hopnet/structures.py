@@ -126,7 +126,7 @@ def to_jarvis(s: Structure, cartesian: bool = False) -> dict:
     return {
         "lattice_mat": s.lattice.matrix.tolist(),
         "coords": np.asarray(coords, dtype=float).reshape(-1, 3).tolist(),
-        "elements": [_symbol(sp) for sp in s.species],
+        "elements": [species_symbol(sp) for sp in s.species],
         "abc": [float(x) for x in s.lattice.abc],
         "angles": [float(x) for x in s.lattice.angles],
         "cartesian": bool(cartesian),
@@ -134,8 +134,12 @@ def to_jarvis(s: Structure, cartesian: bool = False) -> dict:
     }
 
 
-def _symbol(sp: Any) -> str:
-    return getattr(sp, "symbol", str(sp))
+def species_symbol(sp: Any) -> str:
+    """Element symbol of a pymatgen species, element or plain string (``Li+`` -> ``Li``)."""
+    sym = getattr(sp, "symbol", None)
+    if sym is None:
+        sym = getattr(getattr(sp, "element", None), "symbol", None)
+    return str(sym if sym is not None else sp)
 
 
 # --------------------------------------------------------------------------- ASE
@@ -160,7 +164,7 @@ def to_ase(s: Structure) -> "Atoms":
     from ase import Atoms
 
     return Atoms(
-        symbols=[_symbol(sp) for sp in s.species],
+        symbols=[species_symbol(sp) for sp in s.species],
         cell=s.lattice.matrix.copy(),
         scaled_positions=np.asarray(s.frac_coords, dtype=float).reshape(-1, 3),
         pbc=True,
@@ -442,8 +446,8 @@ def validate_structure(
         i = next(k for k, site in enumerate(s) if not site.is_ordered)
         raise StructureError(f"disordered site {i} ({_site_comp(s, i)}): partial occupancies are not supported")
     for i, sp in enumerate(s.species):
-        if isinstance(sp, DummySpecies) or not Element.is_valid_symbol(_symbol(sp)):
-            raise StructureError(f"unknown element {_symbol(sp)!r} at site {i}")
+        if isinstance(sp, DummySpecies) or not Element.is_valid_symbol(species_symbol(sp)):
+            raise StructureError(f"unknown element {species_symbol(sp)!r} at site {i}")
     volume = abs(float(np.linalg.det(matrix)))
     lo, hi = volume_per_atom
     per_atom = volume / n
@@ -501,7 +505,7 @@ def _site_comp(s: Structure, i: int) -> str:
 
 
 def _site_label(s: Structure, i: int) -> str:
-    return _symbol(s.species[i]) if s[i].is_ordered else _site_comp(s, i)
+    return species_symbol(s.species[i]) if s[i].is_ordered else _site_comp(s, i)
 
 
 def _check_overlaps(s: Structure, min_distance: float, ignore: Iterable[int] | None) -> None:
