@@ -22,7 +22,8 @@ from hopnet.plots import (
     network_segments,
     projection_basis,
 )
-from hopnet.screen import Percolation, ScreenHop, ScreenResult, screen
+from hopnet.percolation import Percolation
+from hopnet.screen import ScreenHop, ScreenResult, screen
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -218,7 +218,7 @@ def test_streamed_json_is_the_same_document(tmp_path):
 def test_interrupted_screen_keeps_finished_structures_only(tmp_path, monkeypatch):
     """Ctrl-C while the second structure's plot is drawn: the first structure is in every output,
     nothing of the second is, and no temporary is left."""
-    import hopnet.screen as hs
+    import hopnet.plots as hs
 
     folder = tmp_path / "in"
     make_structures(folder, 3)

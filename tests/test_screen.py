@@ -14,7 +14,8 @@ import hopnet.predict as hp
 from hopnet.cli import main
 from hopnet.errors import PathError
 from hopnet.models.base import Prediction
-from hopnet.screen import band_supercell, find_hops, network_dimensionality, percolation_barriers, screen
+from hopnet.percolation import network_dimensionality, percolation_barriers
+from hopnet.screen import band_supercell, find_hops, screen
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -428,3 +428,38 @@ def hop_network_plot(result: Any, path: str | os.PathLike, axis: str | None = No
     png = hop_network_png(result, axis, structure=structure, title=title)
     atomic_write_bytes(path, png)
     return Path(path)
+
+
+def hop_bar_chart(result: Any) -> bytes:
+    """PNG bytes of a per-hop bar chart: E_m ± σ (eV) per distinct hop, the threshold and the
+    percolation barriers as horizontal lines (matplotlib Agg, no pyplot state)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, 0.6 * len(result.hops) + 2.5), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(result.hops))
+    e_m = np.array([h.barrier for h in result.hops], float)
+    sd = np.array([h.std for h in result.hops], float)
+    colors = ["tab:green" if h.conductor_class == "good" else "tab:red" for h in result.hops]
+    e0, s0 = np.nan_to_num(e_m), np.nan_to_num(sd)
+    # ±σ, but a barrier is never negative: the lower whisker stops at 0 eV
+    ax.bar(x, e0, yerr=np.vstack([np.minimum(s0, np.maximum(e0, 0.0)), s0]), color=colors, capsize=3)
+    ax.set_ylim(bottom=0.0)
+    ax.set_xticks(x, [f"{h.index}\n{h.length:.2f} Å" for h in result.hops])
+    ax.axhline(result.threshold, color="k", ls="--", lw=1, label=f"threshold {result.threshold:g} eV")
+    styles = {1: ":", 2: "-.", 3: "-"}
+    for d, p in sorted(result.percolation.items()):
+        if p.barrier is not None:
+            ax.axhline(p.barrier, color="tab:blue", ls=styles[d], lw=1, label=f"{d}-D percolation {p.barrier:.2f} eV")
+    ax.set_xlabel("distinct hop (length)")
+    ax.set_ylabel("E_m (eV)")
+    ax.set_title(f"{result.ion} hops in {result.formula}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    return buf.getvalue()

@@ -52,11 +52,11 @@ from hopnet.cells import canonical_hop, locate, primitive_cell, supercell_diagon
 from hopnet.errors import HopnetError, PathError, StructureError
 from hopnet.hops import hop_graph
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
+from hopnet.percolation import Percolation, network_dimensionality, percolation_barriers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Percolation", "ScreenHop", "ScreenResult", "network_dimensionality", "percolation_barriers",
-           "screen", "find_hops", "band_supercell", "CSV_COLUMNS", "DEFAULT_MIN_IMAGE_DISTANCE",
+__all__ = ["ScreenHop", "ScreenResult", "screen", "find_hops", "band_supercell", "CSV_COLUMNS", "DEFAULT_MIN_IMAGE_DISTANCE",
            "DEFAULT_INTERSTITIALS"]
 
 _SITE_TOL = 0.05  # Å: a graph node must sit this close to an ion site of the input structure
@@ -102,21 +102,6 @@ class ScreenHop:
             "conductor_class": self.conductor_class, "band_supercell": list(self.supercell),
             "band_atoms": self.band_atoms, "warnings": list(self.warnings), "error": self.error,
         }
-
-
-@dataclass(frozen=True)
-class Percolation:
-    """The lowest barrier cut (eV) at which the hop network spans ``dim`` dimensions; ``None``
-    when no cut within the hops found does. ``std`` is the spread of the hop that sets it;
-    ``hops`` the indices of the distinct hops open at that cut."""
-
-    dim: int
-    barrier: float | None
-    std: float | None = None
-    hops: tuple[int, ...] = ()
-
-    def to_dict(self) -> dict:
-        return {"dim": self.dim, "barrier_ev": self.barrier, "std_ev": self.std, "hops": list(self.hops)}
 
 
 @dataclass
@@ -224,62 +209,6 @@ def _num(x: float | None) -> float | None:
 
 def _fmt(x: float | None) -> str:
     return f"{x:.4f}" if x is not None and math.isfinite(x) else ""
-
-
-# --------------------------------------------------------------------------- dimensionality
-def network_dimensionality(n_nodes: int, edges: np.ndarray, images: np.ndarray) -> int:
-    """Dimensionality (-1 without nodes, else 0..3) of a periodic graph: the largest, over its
-    connected components, rank of the lattice translations of the component's cycles.
-
-    ``edges`` (E, 2) node pairs (u -> v), ``images`` (E, 3) integer cell translation of v.
-    A self-loop (u, u, t) is a cycle with translation t.
-    """
-    if n_nodes <= 0:
-        return -1
-    edges = np.asarray(edges, dtype=int).reshape(-1, 2)
-    images = np.asarray(images, dtype=float).reshape(-1, 3)
-    if len(edges) == 0:
-        return 0
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    adj = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
-    _, comp = connected_components(adj, directed=False)
-    best = 0
-    for c in np.unique(comp[edges[:, 0]]):
-        sel = comp[edges[:, 0]] == c
-        e, t = edges[sel], images[sel]
-        nodes, local = np.unique(e, return_inverse=True)
-        local = local.reshape(-1, 2)
-        inc = np.zeros((len(nodes), len(e)))
-        cols = np.arange(len(e))
-        inc[local[:, 0], cols] -= 1.0
-        inc[local[:, 1], cols] += 1.0  # a self-loop's column stays zero
-        dim = np.linalg.matrix_rank(np.vstack([inc, t.T])) - np.linalg.matrix_rank(inc)
-        best = max(best, int(dim))
-    return best
-
-
-def percolation_barriers(n_nodes: int, edges: np.ndarray, images: np.ndarray, edge_hop: np.ndarray,
-                         barriers: Sequence[float], stds: Sequence[float] | None = None) -> dict[int, Percolation]:
-    """Percolation barriers in 1, 2 and 3 dimensions of a periodic hop network whose edge k
-    (``edges[k]``, translation ``images[k]``) is an instance of distinct hop ``edge_hop[k]`` with
-    barrier ``barriers[edge_hop[k]]`` (eV). Hops with a NaN barrier never open."""
-    e_m = np.asarray(barriers, dtype=float)
-    sd = np.asarray(stds if stds is not None else np.zeros(len(e_m)), dtype=float)
-    edge_hop = np.asarray(edge_hop, dtype=int)
-    out: dict[int, Percolation] = {d: Percolation(d, None) for d in (1, 2, 3)}
-    for cut in np.unique(e_m[np.isfinite(e_m)]):
-        open_hops = np.flatnonzero(np.isfinite(e_m) & (e_m <= cut))
-        keep = np.isin(edge_hop, open_hops)
-        dim = network_dimensionality(n_nodes, np.asarray(edges)[keep], np.asarray(images)[keep])
-        setter = int(open_hops[np.argmax(e_m[open_hops])])
-        for d in (1, 2, 3):
-            if dim >= d and out[d].barrier is None:
-                out[d] = Percolation(d, float(cut), float(sd[setter]), tuple(int(h) for h in open_hops))
-        if dim >= 3:
-            break
-    return out
 
 
 # --------------------------------------------------------------------------- hops
@@ -577,38 +506,3 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
         min_image_distance=float(min_image_distance), insertion=insertion, insertion_sites=records,
         interstitials_found=found, structure=s, network=graph,
     )
-
-
-def hop_bar_chart(result: ScreenResult) -> bytes:
-    """PNG bytes of a per-hop bar chart: E_m ± σ (eV) per distinct hop, the threshold and the
-    percolation barriers as horizontal lines (matplotlib Agg, no pyplot state)."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(max(4.0, 0.6 * len(result.hops) + 2.5), 3.6))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(result.hops))
-    e_m = np.array([h.barrier for h in result.hops], float)
-    sd = np.array([h.std for h in result.hops], float)
-    colors = ["tab:green" if h.conductor_class == "good" else "tab:red" for h in result.hops]
-    e0, s0 = np.nan_to_num(e_m), np.nan_to_num(sd)
-    # ±σ, but a barrier is never negative: the lower whisker stops at 0 eV
-    ax.bar(x, e0, yerr=np.vstack([np.minimum(s0, np.maximum(e0, 0.0)), s0]), color=colors, capsize=3)
-    ax.set_ylim(bottom=0.0)
-    ax.set_xticks(x, [f"{h.index}\n{h.length:.2f} Å" for h in result.hops])
-    ax.axhline(result.threshold, color="k", ls="--", lw=1, label=f"threshold {result.threshold:g} eV")
-    styles = {1: ":", 2: "-.", 3: "-"}
-    for d, p in sorted(result.percolation.items()):
-        if p.barrier is not None:
-            ax.axhline(p.barrier, color="tab:blue", ls=styles[d], lw=1, label=f"{d}-D percolation {p.barrier:.2f} eV")
-    ax.set_xlabel("distinct hop (length)")
-    ax.set_ylabel("E_m (eV)")
-    ax.set_title(f"{result.ion} hops in {result.formula}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    return buf.getvalue()

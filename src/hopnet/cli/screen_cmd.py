@@ -220,8 +220,8 @@ class _Outputs:
     JSON_EVERY_S = 30.0
 
     def __init__(self, args: argparse.Namespace, single: bool, resume: bool) -> None:
-        from hopnet.plots import hop_network_png
-        from hopnet.screen import CSV_COLUMNS, hop_bar_chart
+        from hopnet.plots import hop_bar_chart, hop_network_png
+        from hopnet.screen import CSV_COLUMNS
 
         self._single = single
         self._renders = [(Path(getattr(args, flag)), render) for flag, render in
