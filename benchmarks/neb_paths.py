@@ -7,7 +7,8 @@ Two modes:
 
     # A/B on the same paths in one run: the reference (the path's own cell, one potential call
     # per image, fmax 0.05 eV/Å, 100 steps: the settings of the earlier 23-path measurement)
-    # against the feature settings (canonical cell, batched images, fmax 0.1, 30 + 40 steps, 150 CPU-s)
+    # against the feature settings (canonical cell, one climbing image, fmax 0.1, 30 + 40 steps,
+    # 150 CPU-s)
     HOPNET_DATA_DIR=../shared/data python benchmarks/neb_paths.py ab --n 6 --seed 0 --json results/neb_ab.json
 
 Targets (issue #20): median <= 20 CPU-s per path over the 559 training paths, the whole set
@@ -30,7 +31,8 @@ TARGET_TOTAL_CPU_H = 4.0
 N_PATHS = 559
 
 REFERENCE = dict(cell="given", batch=False, fmax=0.05, relax_fmax=0.05, steps=100, relax_steps=100)
-FEATURES = dict(cell="canonical", batch=True, fmax=0.1, relax_fmax=0.1, steps=40, relax_steps=30, time_budget=150.0)
+FEATURES = dict(cell="canonical", batch=True, fmax=0.1, relax_fmax=0.1, steps=40, relax_steps=30, time_budget=150.0,
+                n_images=3)
 
 
 def summary(files: list[str]) -> dict:
