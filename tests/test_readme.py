@@ -110,3 +110,33 @@ def test_every_training_flag_says_its_default(command):
             continue
         text = (action.help or "").lower()
         assert "default" in text or "required" in text, f"hopnet {command} {action.option_strings}: {action.help!r}"
+
+
+def docs_python_commands() -> list[tuple[str, list[str]]]:
+    """``python SCRIPT.py args`` written anywhere in README.md and docs/ (code blocks or inline),
+    optional ``[...]`` parts and comments dropped."""
+    found = []
+    for doc in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for m in re.finditer(r"python ((?:benchmarks|experiments|examples)/[\w/]+\.py)([^`\n#]*)", doc.read_text()):
+            args = re.sub(r"\[[^\]]*\]", "", m.group(2)).replace("\\", " ").split()
+            found.append((m.group(1), args))
+    return found
+
+
+@pytest.mark.parametrize("script, args", docs_python_commands(), ids=lambda x: x if isinstance(x, str) else "")
+def test_docs_python_commands_name_real_scripts_and_flags(script, args):
+    """Every script the docs tell you to run exists, and every --flag they give it is one its
+    --help lists (scripts without argparse are only checked to exist)."""
+    import subprocess
+    import sys
+
+    path = ROOT / script
+    assert path.is_file(), f"docs name {script}, which the repository does not ship"
+    if "argparse" not in path.read_text():
+        return
+    sub = [args[0]] if args and re.fullmatch(r"[a-z]+", args[0]) else []  # a subcommand, e.g. `summary`
+    out = subprocess.run([sys.executable, str(path), *sub, "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert out.returncode == 0, out.stderr[-1000:]
+    for flag in (a.split("=")[0] for a in args if a.startswith("--")):
+        assert flag in out.stdout, f"{script} {' '.join(sub)}: docs use {flag}, --help does not list it"

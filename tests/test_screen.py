@@ -529,3 +529,23 @@ def test_network_plot_draws_the_network_the_screen_built(fake_model):
     for h in r.hops:
         assert sum(e.hop == h.index for e in edges) * 27 == h.multiplicity
     assert hop_network_png(r)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_single_slow_structure_says_it_is_running(tmp_path, capsys, fake_model, monkeypatch):
+    import time
+
+    import hopnet.cli.screen_cmd as sc
+    import hopnet.screen as hs
+
+    cif = _three_cifs(tmp_path / "cifs")[0]
+    real = hs.screen
+
+    def slow(*a, **kw):
+        time.sleep(0.5)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(hs, "screen", slow)
+    monkeypatch.setattr(sc._Heartbeat.__init__, "__defaults__", (0.1, 0.2))
+    assert main(["screen", str(cif), "--ion", "Li", "--max-hop", "4.1"]) == 0
+    err = capsys.readouterr().err
+    assert f"hopnet: screening {cif}: " in err and " s so far" in err

@@ -76,9 +76,9 @@ class ScreenHop:
     """One symmetry-distinct hop. ``start``/``end``: site indices in the input structure (for a
     host without the ion: in the host with the inserted sites appended, see
     :class:`ScreenResult`); ``image``: the cell translation of the end site; ``multiplicity``: how
-    many edges of the migration graph (per input cell) are equivalent to it; ``supercell``: the
-    diagonal of the supercell of the input cell the band was built in, ``band_atoms`` its atom
-    count (ion images + host; 0 when the band could not be built)."""
+    many edges of the hop network (per input cell) are equivalent to it; ``supercell``: the
+    diagonal of the supercell of the (Niggli-reduced) primitive cell the band was built in,
+    ``band_atoms`` its atom count (ion images + host; 0 when the band could not be built)."""
 
     index: int
     start: int

@@ -354,6 +354,33 @@ def _csv_text(rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
+class _Heartbeat:
+    """For a screen of one structure (no progress bar): after ``after`` seconds, a line on stderr
+    every ``every`` seconds saying it is still running, so a slow structure is never silent."""
+
+    def __init__(self, label: str, after: float = 3.0, every: float = 5.0) -> None:
+        self.label, self.after, self.every = label, after, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        if self._stop.wait(self.after):
+            return
+        while not self._stop.is_set():
+            print(f"hopnet: screening {self.label}: {time.monotonic() - t0:.0f} s so far", file=sys.stderr, flush=True)
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+
+
 class _Timeout(Exception):
     pass
 
@@ -362,9 +389,9 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise _Timeout()
 
 
-def _screen_one(f: Path, args: argparse.Namespace, **kw: Any) -> Any:
+def _screen_one(f: Path, args: argparse.Namespace, heartbeat: bool = False, **kw: Any) -> Any:
     """screen() of one structure within --timeout seconds (a timed-out structure is a
-    HopnetError: reported like any failure)."""
+    HopnetError: reported like any failure); ``heartbeat``: say on stderr while it runs long."""
     from hopnet.screen import screen
 
     timeout = float(args.timeout)
@@ -373,6 +400,9 @@ def _screen_one(f: Path, args: argparse.Namespace, **kw: Any) -> Any:
         old = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
+        if heartbeat:
+            with _Heartbeat(str(f)):
+                return screen(str(f), args.ion, **kw)
         return screen(str(f), args.ion, **kw)
     except _Timeout:
         raise HopnetError(f"timed out after {timeout:g} s (--timeout); skipped") from None
@@ -423,7 +453,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for f in bar:
             try:
-                r = _screen_one(f, args, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
+                r = _screen_one(f, args, heartbeat=len(todo) == 1, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
                                 explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms,
                                 insert=args.insert, **options)
             except HopnetError as exc:
