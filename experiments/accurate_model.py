@@ -9,8 +9,8 @@ the same restricted training part and scored on the same restricted test part:
 
 * ``default``   -- the shipped recipe: extra trees on the path-geometry descriptors, log1p(E_m);
 * ``neb``       -- the potential's own forward barrier, as is;
-* ``geom+neb``  -- the trees on descriptors + the NEB features (forward / reverse barrier, ΔE of the
-  end points, the interior image energies, residual force, convergence flags);
+* ``geom+neb``  -- the trees on descriptors + the NEB features (``hopnet.neb.NEB_FEATURE_NAMES``:
+  forward / reverse barrier, ΔE of the end points, the top interior image, residual force, flags);
 * ``delta``     -- Δ-learning: the trees predict E_m − E_NEB from the same inputs;
 * ``geom+mace`` -- the trees on descriptors + the published MACE-NEB barrier (``mace_relax_ev``),
   the stand-in the issue measured (paths without it are left out of that row).
@@ -28,15 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-N_NEB = 10  # length of neb_features()
 MODELS = ("default", "neb", "geom+neb", "delta", "geom+mace")
-
-
-def neb_features(row: dict) -> list[float]:
-    e = np.asarray(row["energies"], dtype=float) - float(row["energies"][0])
-    interior = list(e[1:-1]) if len(e) == 5 else [float(np.max(e))] * 3
-    return [row["forward_barrier"], row["reverse_barrier"], row["delta_e"], *interior, row["max_force"],
-            float(bool(row["converged"])), float(row.get("stop") == "time"), float(bool(row.get("ion_held")))]
 
 
 def load_features(patterns: list[str]) -> dict[str, dict]:
@@ -69,6 +61,7 @@ def main() -> None:
     from hopnet import datasets
     from hopnet.datasets.splits import grouped_kfold, scenario_labels
     from hopnet.metrics import classifier_metrics, regression_metrics
+    from hopnet.neb import NEB_FEATURE_NAMES, neb_features
     from hopnet.models.classical import band_structures, path_descriptors
     from hopnet.provenance import atomic_write_text, run_record
 
@@ -82,7 +75,7 @@ def main() -> None:
     have = np.array([i in feats for i in ids])
     y = ds.targets
     G = path_descriptors(band_structures(ds))
-    N = np.array([neb_features(feats[i]) if i in feats else [np.nan] * N_NEB for i in ids])
+    N = np.array([neb_features(feats[i]) if i in feats else [np.nan] * len(NEB_FEATURE_NAMES) for i in ids])
     mace = np.array([float(e.meta.get("mace_relax_ev")) if e.meta.get("mace_relax_ev") not in (None, "")
                      else np.nan for e in ds])
     per_fold: dict[str, list[dict]] = {m: [] for m in MODELS}

@@ -6,6 +6,7 @@ are equivalent by symmetry, so forward and reverse barriers agree and A->B mirro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -19,6 +20,7 @@ from pymatgen.core import Lattice, Structure  # noqa: E402
 
 from hopnet import potentials  # noqa: E402
 from hopnet.cli import main  # noqa: E402
+from hopnet.errors import HopnetError  # noqa: E402
 from hopnet.neb import (  # noqa: E402
     MISSING_CHGNET,
     NebConfig,
@@ -260,3 +262,37 @@ def test_cli_uses_the_cache(lif, hop, tmp_path, capsys):
     assert main(args) == 0 and "from the cache" not in capsys.readouterr().out
     assert main(args) == 0 and "from the cache" in capsys.readouterr().out
     assert main(args + ["--no-cache"]) == 0 and "from the cache" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- NEB features in a model
+def test_classical_model_with_neb_features_ships_its_training_table(data_dir, tmp_path, monkeypatch):
+    """Trees on descriptors + NEB features: trained from results-file rows, the rows kept in the
+    model folder by NEB-cache key, so predicting the training paths again runs no NEB; saved and
+    loaded it predicts the same numbers."""
+    from hopnet import neb as nebmod
+    from hopnet.datasets import load
+    from hopnet.models.base import load_model
+    from hopnet.models.classical import (NEB_TABLE_FILE, ClassicalConfig, band_structures,
+                                         model_feature_names, train_classical)
+    from hopnet.neb import NEB_FEATURE_NAMES, paths_from_entries
+
+    ds = load("migration-barriers", data_dir=data_dir)
+    small = [k for k, e in enumerate(ds) if e.id in ("MgTb2Se4", "NaSc2Se4", "MgY2Te4", "Li4P2S7")]
+    sub = ds.subset(np.array(small))
+    assert len(sub) == 4
+    cfg_neb = NebConfig(steps=0, relax=False, interpolation="linear", cell="canonical", n_images=3)
+    rows = {pid: {**r.to_dict(), "id": pid} for pid, p, _ in paths_from_entries(list(sub))
+            for r in [run_neb(p, cfg_neb, id=pid)]}
+    config = ClassicalConfig(n_estimators=5, max_depth=2, neb=dataclasses.asdict(cfg_neb))
+    folder = train_classical(sub, tmp_path / "acc", config, seeds=(0,), neb_rows=rows)
+    assert (folder / NEB_TABLE_FILE).is_file()
+    model = load_model(folder)
+    assert model.metadata["feature_names"] == model_feature_names(config) == [*model.metadata["feature_names"][:-8], *NEB_FEATURE_NAMES]
+    monkeypatch.setattr(nebmod, "_relaxed_ends", lambda *a, **k: pytest.fail("a training path ran again"))
+    paths = band_structures(sub)
+    pred = model.predict_paths(paths)
+    again = load_model(folder).predict_paths(paths)
+    np.testing.assert_array_equal(pred.mean, again.mean)
+    assert np.isfinite(pred.mean).all()
+    with pytest.raises(HopnetError, match="no NEB result for 1 of 4"):
+        train_classical(sub, tmp_path / "x", config, neb_rows={k: v for k, v in list(rows.items())[:3]})

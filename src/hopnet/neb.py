@@ -52,6 +52,8 @@ __all__ = [
     "paths_from_entries",
     "MISSING_CHGNET",
     "MAX_ION_SHIFT",
+    "NEB_FEATURE_NAMES",
+    "neb_features",
 ]
 
 OPTIMIZERS = ("FIRE", "BFGS")
@@ -177,6 +179,26 @@ class NebResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def features(self) -> list[float]:
+        """The NEB as model inputs, in the order of :data:`NEB_FEATURE_NAMES`."""
+        return neb_features(self.to_dict())
+
+
+#: what a model reads of a NEB (energies in eV, force in eV/Å): forward and reverse barrier,
+#: ΔE of the end points, the highest interior image, the residual force and three flags
+NEB_FEATURE_NAMES = ("neb_forward_ev", "neb_reverse_ev", "neb_delta_e_ev", "neb_top_interior_ev",
+                     "neb_max_force", "neb_converged", "neb_stopped_on_time", "neb_ion_held")
+
+
+def neb_features(row: dict) -> list[float]:
+    """:data:`NEB_FEATURE_NAMES` of a NEB result (a :class:`NebResult` dict or a results-file
+    row). The same for any number of images: the interior enters as its highest energy."""
+    e = np.asarray(row["energies"], dtype=float) - float(row["energies"][0])
+    top = float(e[1:-1].max()) if len(e) > 2 else float(e.max())
+    return [float(row["forward_barrier"]), float(row["reverse_barrier"]), float(row["delta_e"]), top,
+            float(row["max_force"]), float(bool(row["converged"])), float(row.get("stop") == "time"),
+            float(bool(row.get("ion_held")))]
 
 
 # --------------------------------------------------------------------------- potential

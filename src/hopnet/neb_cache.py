@@ -25,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NebCache", "default_neb_cache_root", "CACHE_VERSION"]
+__all__ = ["NebCache", "TableCache", "default_neb_cache_root", "CACHE_VERSION"]
 
 CACHE_VERSION = 1
 _IGNORED = ("device",)  # settings that do not change the numbers
@@ -81,3 +81,22 @@ class NebCache:
         f = self._file(key)
         f.parent.mkdir(parents=True, exist_ok=True)
         write_sealed(f, json.dumps(record, sort_keys=True).encode())
+
+
+class TableCache(NebCache):
+    """A read-only table of results (``{key: result dict}``, e.g. shipped inside a model folder)
+    in front of an on-disk :class:`NebCache` (``disk``; None: nothing is written)."""
+
+    def __init__(self, table: dict[str, dict], disk: NebCache | None = None) -> None:
+        super().__init__(disk.root if disk is not None else None)
+        self.table, self.disk = dict(table), disk
+
+    def get(self, key: str) -> dict | None:
+        if key in self.table:
+            self.hits += 1
+            return self.table[key]
+        return self.disk.get(key) if self.disk is not None else None
+
+    def put(self, key: str, record: dict) -> None:
+        if self.disk is not None:
+            self.disk.put(key, record)

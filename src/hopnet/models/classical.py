@@ -21,6 +21,7 @@ and a loaded model predicts bit for bit what the trained one did.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 KIND = "classical"
 TREES_FILE = "trees.npz"
+NEB_TABLE_FILE = "neb_features.json"  # NEB results of the training paths, by NEB-cache key
 EstimatorName = Literal["gbr", "rf", "extra-trees"]
 _GBR_LOSSES = ("squared_error", "absolute_error", "huber", "quantile")
 _FOREST_LOSSES = ("squared_error", "absolute_error", "friedman_mse", "poisson")
@@ -123,6 +125,9 @@ class ClassicalConfig(EstimatorConfig):
     blend: list[EstimatorConfig] = field(default_factory=list)
     n_images: int = 5
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
+    #: settings of a universal-potential NEB (:class:`hopnet.neb.NebConfig` fields) whose results
+    #: (:data:`hopnet.neb.NEB_FEATURE_NAMES`) join the descriptors; None: geometry only
+    neb: dict | None = None
 
     @classmethod
     def gbr_reference(cls) -> "ClassicalConfig":
@@ -260,6 +265,40 @@ class TreeArrays:
 # ---------------------------------------------------------------- descriptors
 
 
+def model_feature_names(config: "ClassicalConfig") -> list[str]:
+    """The input columns of a classical model: the descriptors, then the NEB features when
+    ``config.neb`` is set."""
+    from hopnet.neb import NEB_FEATURE_NAMES
+
+    return list(FEATURE_NAMES) + (list(NEB_FEATURE_NAMES) if config.neb else [])
+
+
+def neb_table_key(path: Any, neb: dict, potential_version: str) -> str:
+    """The :class:`hopnet.neb_cache.NebCache` key of ``path`` run with ``neb`` settings (the
+    band after the canonical cell when the settings ask for it)."""
+    from hopnet.neb import NebConfig
+    from hopnet.neb_cache import NebCache
+
+    cfg = NebConfig(**neb)
+    if cfg.cell == "canonical":
+        from hopnet.cells import canonical_from_path
+
+        path = canonical_from_path(path, min_width=cfg.min_width).path
+    return NebCache.key(path, cfg, potential_version)
+
+
+def neb_feature_matrix(paths: Sequence[Any], neb: dict, table: dict | None = None) -> np.ndarray:
+    """(n_paths, len(NEB_FEATURE_NAMES)) NEB features: read from ``table`` (results by cache key,
+    shipped with a model) or the user's NEB cache, else computed (minutes per path on a CPU)."""
+    from hopnet.neb import NebConfig, neb_features, run_neb
+    from hopnet.neb_cache import NebCache, TableCache
+
+    cfg = NebConfig(**neb)
+    cache = TableCache(table or {}, NebCache())
+    return np.array([neb_features(run_neb(p, cfg, cache=cache).to_dict()) for p in paths], dtype=float).reshape(
+        len(paths), -1)
+
+
 def band_structures(entries: Iterable[Any], n_images: int = 5) -> list:
     """Migration paths of data-set entries, rebuilt exactly as a user's path would be."""
     from hopnet.paths import as_path
@@ -293,19 +332,21 @@ class ClassicalPredictor:
     """An ensemble of descriptor-based tree models; ``predict_paths`` gives E_m in eV."""
 
     def __init__(self, name: str, config: ClassicalConfig, metadata: dict,
-                 members: list[list[TreeArrays]]) -> None:
+                 members: list[list[TreeArrays]], neb_table: dict | None = None) -> None:
         if not members or not all(members):
             raise ModelFileError(f"classical model {name!r} has no fitted members")
         self.name = name
         self.config = config
         self.metadata = metadata
         self.members = members
+        self.neb_table = neb_table or {}
 
     def predict_descriptors(self, X: np.ndarray) -> Prediction:
-        """Barriers (eV) from a descriptor matrix ordered as :data:`FEATURE_NAMES`."""
+        """Barriers (eV) from an input matrix ordered as :func:`model_feature_names`."""
         X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES):
-            raise DataError(f"descriptor matrix must be (n, {len(FEATURE_NAMES)}), got {X.shape}")
+        width = len(model_feature_names(self.config))
+        if X.ndim != 2 or X.shape[1] != width:
+            raise DataError(f"descriptor matrix must be (n, {width}), got {X.shape}")
         per_member = []
         for comps in self.members:
             raw = comps[0].predict(X)
@@ -319,7 +360,13 @@ class ClassicalPredictor:
     def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Prediction:
         """Barriers (eV) of ``hopnet.paths.MigrationPath`` objects, in input order
         (``batch_size`` is accepted for interface compatibility; descriptors are cheap)."""
-        X = path_descriptors(list(paths), self.config.n_images, self.config.descriptor)
+        paths = list(paths)
+        X = path_descriptors(paths, self.config.n_images, self.config.descriptor)
+        if self.config.neb:
+            from hopnet.paths import as_path
+
+            band_paths = [as_path(p, self.config.n_images) for p in paths]
+            X = np.hstack([X, neb_feature_matrix(band_paths, self.config.neb, self.neb_table)])
         return self.predict_descriptors(X)
 
 
@@ -359,10 +406,16 @@ def _sklearn_version() -> str:
 
 
 def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalConfig | None = None,
-                    seeds: Sequence[int] = (0,), extra_metadata: dict | None = None) -> Path:
+                    seeds: Sequence[int] = (0,), extra_metadata: dict | None = None,
+                    neb_rows: dict[str, dict] | None = None) -> Path:
     """Fit the classical model on ``dataset`` (a :class:`~hopnet.datasets.Dataset`, a registered
     name or a band-format JSON file), one member per seed, and write a model folder of kind
-    "classical" at ``out_dir``. Returns the folder."""
+    "classical" at ``out_dir``. Returns the folder.
+
+    With ``config.neb`` the NEB features of the training paths come from ``neb_rows`` (results-file
+    rows of ``hopnet neb`` by entry id, run with those settings; every entry needs one); they are
+    stored in the folder (``neb_features.json``, keyed like the NEB cache) so that the training
+    paths are never run again."""
     from hopnet.datasets import Dataset, load
     from hopnet.metrics import regression_metrics
 
@@ -374,6 +427,9 @@ def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalC
         raise DataError(f"cannot train on {len(ds)} entries")
     paths = band_structures(ds, config.n_images)
     X = path_descriptors(paths, config.n_images, config.descriptor)
+    table: dict[str, dict] = {}
+    if config.neb:
+        X, table = _with_neb(ds, paths, X, config.neb, neb_rows)
     y = ds.targets
     seeds = [int(s) for s in seeds]
     log.info("training classical model on %d paths, %d member(s)", len(y), len(seeds))
@@ -395,7 +451,7 @@ def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalC
         seeds=seeds,
         members=[{"seed": s} for s in seeds],
         components=headers,
-        feature_names=list(FEATURE_NAMES),
+        feature_names=model_feature_names(config),
         sklearn_version=_sklearn_version(),
         metrics={"train": regression_metrics(y, pred.mean)},
         **(extra_metadata or {}),
@@ -404,8 +460,30 @@ def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalC
     def payload(tmp: Path) -> None:
         with open(tmp / TREES_FILE, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+        if table:
+            (tmp / NEB_TABLE_FILE).write_text(json.dumps(table, sort_keys=True))
 
     return write_model_dir(out_dir, config.to_dict(), metadata, payload)
+
+
+def _with_neb(ds: Any, paths: list, X: np.ndarray, neb: dict, rows: dict[str, dict] | None
+              ) -> tuple[np.ndarray, dict[str, dict]]:
+    """The descriptors with the NEB features of every entry appended, and the table of those
+    results by NEB-cache key."""
+    from hopnet.neb import NebConfig, neb_features
+
+    NebConfig(**neb)  # the settings are valid
+    missing = [str(e.id) for e in ds if str(e.id) not in (rows or {})]
+    if missing:
+        raise DataError(f"no NEB result for {len(missing)} of {len(ds)} training paths (e.g. {missing[0]}); "
+                        f"run hopnet neb --data ... --output FILE.jsonl with the model's settings first")
+    table, feats = {}, []
+    for e, p in zip(ds, paths):
+        row = rows[str(e.id)]  # type: ignore[index]
+        feats.append(neb_features(row))
+        keep = {k: v for k, v in row.items() if k not in ("meta", "provenance", "config", "id")}
+        table[neb_table_key(p, neb, str(row.get("potential", "")))] = keep
+    return np.hstack([X, np.array(feats, dtype=float)]), table
 
 
 def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> ClassicalPredictor:
@@ -413,10 +491,10 @@ def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> C
     folder = Path(folder)
     cfg = ClassicalConfig.from_dict(config)
     names = metadata.get("feature_names")
-    if names != list(FEATURE_NAMES):
+    if names != model_feature_names(cfg):
         raise ModelFileError(
             f"{folder}: the model was trained on other descriptors ({len(names or [])} features) than "
-            f"this hopnet computes ({len(FEATURE_NAMES)}); retrain it"
+            f"this hopnet computes ({len(model_feature_names(cfg))}); retrain it"
         )
     headers = metadata.get("components")
     if not isinstance(headers, list) or not headers:
@@ -432,7 +510,13 @@ def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> C
         raise ModelFileError(f"{folder}: missing {TREES_FILE}") from None
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{folder}: unreadable {TREES_FILE} ({exc})") from None
-    return ClassicalPredictor(folder.name, cfg, metadata, members)
+    table = None
+    if (folder / NEB_TABLE_FILE).is_file():
+        try:
+            table = json.loads((folder / NEB_TABLE_FILE).read_text())
+        except ValueError as exc:
+            raise ModelFileError(f"{folder}: unreadable {NEB_TABLE_FILE} ({exc})") from None
+    return ClassicalPredictor(folder.name, cfg, metadata, members, neb_table=table)
 
 
 def _installed_sklearn() -> str | None:
