@@ -44,17 +44,41 @@ def load_features(patterns: list[str]) -> dict[str, dict]:
     return rows
 
 
-def fit_predict(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, seeds=(0, 1, 2, 3, 4), log: bool = True) -> np.ndarray:
+RECIPE = {"n_estimators": 100}  # the default's recipe (5 seeds, extra trees, log1p target)
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def fit_predict(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, seeds=SEEDS, log: bool = True,
+                spread: bool = False):
+    """Mean prediction of one member per seed (and, with ``spread``, the members' std)."""
     from hopnet.models.classical import ClassicalConfig
 
-    cfg = ClassicalConfig.from_dict({"n_estimators": 100})
+    cfg = ClassicalConfig.from_dict(RECIPE)
     target = np.log1p(ytr) if log else ytr
     out = []
     for s in seeds:
         for est in cfg.components():
             p = est.make(int(s)).fit(Xtr, target).predict(Xte)
             out.append(np.expm1(p) if log else p)
-    return np.mean(out, axis=0)
+    return (np.mean(out, axis=0), np.std(out, axis=0)) if spread else np.mean(out, axis=0)
+
+
+def calibrate(residuals: np.ndarray, spread: np.ndarray, pred: np.ndarray) -> dict:
+    """σ = sqrt(a² + (b σ_ens)² + (c E)²) fitted on the out-of-fold residuals (Gaussian NLL), then
+    scaled (split-conformal) so that ±2σ holds 95 % of them. Returns the metadata block."""
+    from hopnet.models.calibration import Calibration, fit_calibration
+
+    cal = fit_calibration(residuals, {"ensemble_std": spread, "prediction": pred},
+                          terms=("const", "ensemble_std", "prediction"))
+    z = np.abs(residuals) / cal.sigma(ensemble_std=spread, prediction=pred)
+    scale = float(np.quantile(z, 0.95) / 2.0)
+    cal = Calibration({f: w * scale for f, w in cal.weights.items()}, objective=cal.objective)
+    sig = cal.sigma(ensemble_std=spread, prediction=pred)
+    return {**cal.to_dict(), "conformal_scale": scale,
+            "heldout": {"coverage_1sigma": float(np.mean(np.abs(residuals) <= sig)),
+                        "coverage_2sigma": float(np.mean(np.abs(residuals) <= 2 * sig)),
+                        "mean_sigma_ev": float(np.mean(sig)), "n": int(len(residuals)),
+                        "note": "coverage on the same out-of-fold residuals the scale was set on"}}
 
 
 def main() -> None:
@@ -68,6 +92,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--features", nargs="+", default=["experiments/results/neb_features/chgnet_shard*.jsonl"])
     ap.add_argument("--out", default="results/accurate-cv")
+    ap.add_argument("--ship", default=None, metavar="FOLDER",
+                    help="also train on every path and write the model folder (e.g. src/hopnet/weights/accurate)")
     args = ap.parse_args()
     ds = datasets.load("migration-barriers")
     feats = load_features(args.features)
@@ -79,6 +105,7 @@ def main() -> None:
     mace = np.array([float(e.meta.get("mace_relax_ev")) if e.meta.get("mace_relax_ev") not in (None, "")
                      else np.nan for e in ds])
     per_fold: dict[str, list[dict]] = {m: [] for m in MODELS}
+    oof: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     scen_err: dict[str, dict[str, list[float]]] = {m: {} for m in MODELS}
     for seed in (0, 1, 2):
         for k, (tr, te) in enumerate(grouped_kfold(ds, 5, seed=seed)):
@@ -87,10 +114,12 @@ def main() -> None:
                 continue
             labels = scenario_labels([ds[i] for i in te], [ds[i] for i in tr])
             X = np.hstack([G, np.nan_to_num(N)])
+            acc_mean, acc_std = fit_predict(X[tr], y[tr], X[te], spread=True)
+            oof.append((te, acc_mean, acc_std))
             preds = {
                 "default": fit_predict(G[tr], y[tr], G[te]),
                 "neb": N[te, 0],
-                "geom+neb": fit_predict(X[tr], y[tr], X[te]),
+                "geom+neb": acc_mean,
                 "delta": N[te, 0] + fit_predict(X[tr], y[tr] - N[tr, 0], X[te], log=False),
             }
             mtr, mte = tr[np.isfinite(mace[tr])], te[np.isfinite(mace[te])]
@@ -124,10 +153,47 @@ def main() -> None:
            "provenance": run_record({"features": args.features}, data_hash=ds.sha256)}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.out) / "summary.json", json.dumps(out, indent=1) + "\n")
+    te_all = np.concatenate([t for t, _, _ in oof])
+    p_all = np.concatenate([p for _, p, _ in oof])
+    s_all = np.concatenate([sd for _, _, sd in oof])
+    out["calibration"] = calibrate(y[te_all] - p_all, s_all, p_all)
+    atomic_write_text(Path(args.out) / "summary.json", json.dumps(out, indent=1) + "\n")
     print(f"{int(have.sum())} of {len(ds)} paths have NEB features")
     for m, s in summary.items():
         print(f"{m:10s} MAE {s['mae']:.3f} ± {s['mae_sd']:.3f}  R² {s['r2']:.2f} ± {s['r2_sd']:.2f}  "
               f"acc {s['accuracy']:.3f}  ({s['n_folds']} folds)")
+
+
+    if args.ship:
+        ship(ds, feats, out, args.ship)
+
+
+def ship(ds, feats: dict[str, dict], cv: dict, folder: str) -> None:
+    """Train the `accurate` model on every path (all must have NEB features, from one run
+    configuration) and write its folder with the CV figures and the calibration."""
+    from hopnet.models.classical import ClassicalConfig, train_classical
+
+    ids = [str(e.id) for e in ds]
+    missing = [i for i in ids if i not in feats]
+    if missing:
+        raise SystemExit(f"{len(missing)} paths have no NEB features (e.g. {missing[0]}): not shipping")
+    configs = {json.dumps(feats[i]["config"], sort_keys=True) for i in ids}
+    if len(configs) != 1:
+        raise SystemExit(f"the NEB features come from {len(configs)} different settings: not shipping")
+    neb = feats[ids[0]]["config"]
+    m = cv["models"]["geom+neb"]
+    extra = {
+        "trained_on": f"migration-barriers ({len(ds)} literature NEB paths) + CHGNet NEB features",
+        "summary": "extra trees on path-geometry descriptors + a universal-potential (CHGNet) NEB of the hop; "
+                   "predicting a new hop runs that NEB (minutes on a CPU, cached); card in docs/models.md",
+        "recipe": {"model": "classical", "classical": {**RECIPE, "neb": neb}, "seeds": list(SEEDS)},
+        "cv": {"mae": m["mae"], "mae_sd": m["mae_sd"], "r2": m["r2"], "r2_sd": m["r2_sd"],
+               "accuracy": m["accuracy"], "protocol": cv["protocol"], "versus": cv["models"]},
+        "calibration": cv["calibration"],
+    }
+    config = ClassicalConfig.from_dict({**RECIPE, "neb": neb})
+    out = train_classical(ds, folder, config, seeds=SEEDS, extra_metadata=extra, neb_rows=feats)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
