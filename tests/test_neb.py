@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from hopnet.paths import MigrationPath  # noqa: E402
 from hopnet.structures import to_jarvis  # noqa: E402
 
 torch.set_num_threads(1)
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 FAST = NebConfig(fmax=0.15, steps=40, relax_fmax=0.15, relax_steps=20)
 CHEAP = NebConfig(steps=0, relax=False, interpolation="linear")  # the straight band's energies
@@ -296,3 +298,40 @@ def test_classical_model_with_neb_features_ships_its_training_table(data_dir, tm
     assert np.isfinite(pred.mean).all()
     with pytest.raises(HopnetError, match="no NEB result for 1 of 4"):
         train_classical(sub, tmp_path / "x", config, neb_rows={k: v for k, v in list(rows.items())[:3]})
+
+
+def test_screen_refines_only_the_deciding_hops(data_dir, tmp_path):
+    """A screen with --refine predicts the deciding hops again with an NEB-feature model and
+    flags them; the others keep the fast model's numbers."""
+    from hopnet.datasets import load
+    from hopnet.models.classical import ClassicalConfig, train_classical
+    from hopnet.neb import paths_from_entries
+    from hopnet.screen import deciding_hops, screen
+
+    ds = load("migration-barriers", data_dir=data_dir)
+    sub = ds.subset(np.array([k for k, e in enumerate(ds) if e.id in ("MgTb2Se4", "NaSc2Se4", "MgY2Te4", "Li4P2S7")]))
+    cfg_neb = NebConfig(steps=0, relax=False, interpolation="linear", cell="canonical", n_images=3)
+    rows = {pid: {**run_neb(p, cfg_neb, id=pid).to_dict(), "id": pid} for pid, p, _ in paths_from_entries(list(sub))}
+    folder = train_classical(sub, tmp_path / "acc", ClassicalConfig(n_estimators=5, max_depth=2,
+                                                                     neb=dataclasses.asdict(cfg_neb)), neb_rows=rows)
+    plain = screen(EXAMPLES_DIR / "LiF.cif", "Li", max_hop=4.1, min_image_distance=0.0)
+    decide = deciding_hops(plain.hops, plain.percolation, plain.threshold)
+    assert decide and all(not h.refined for h in plain.hops)
+    r = screen(EXAMPLES_DIR / "LiF.cif", "Li", max_hop=4.1, min_image_distance=0.0, refine=str(folder),
+               model="default")
+    assert [h.index for h in r.hops if h.refined] == decide
+    for h, h0 in zip(r.hops, plain.hops):
+        if not h.refined:
+            assert h.barrier == h0.barrier
+    assert "refined with acc" in r.model and "(refined)" in r.table()
+    assert r.csv_rows()[decide[0]][-1] == "yes"
+
+
+def test_cli_refine_without_an_accurate_model_is_one_line(capsys):
+    from hopnet.models.base import shipped_models
+
+    if "accurate" in shipped_models():
+        pytest.skip("an accurate model ships")
+    assert main(["screen", str(EXAMPLES_DIR / "LiF.cif"), "--ion", "Li", "--refine"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ships no 'accurate' model" in err[0]

@@ -56,7 +56,7 @@ from hopnet.percolation import Percolation, network_dimensionality, percolation_
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ScreenHop", "ScreenResult", "screen", "find_hops", "band_supercell", "CSV_COLUMNS", "DEFAULT_MIN_IMAGE_DISTANCE",
+__all__ = ["ScreenHop", "ScreenResult", "screen", "deciding_hops", "find_hops", "band_supercell", "CSV_COLUMNS", "DEFAULT_MIN_IMAGE_DISTANCE",
            "DEFAULT_INTERSTITIALS"]
 
 _SITE_TOL = 0.05  # Å: a graph node must sit this close to an ion site of the input structure
@@ -93,6 +93,7 @@ class ScreenHop:
     error: str | None = None
     supercell: tuple[int, int, int] = (1, 1, 1)
     band_atoms: int = 0
+    refined: bool = False  # predicted again by the refinement model (see :func:`screen`)
 
     def to_dict(self) -> dict:
         return {
@@ -101,6 +102,7 @@ class ScreenHop:
             "barrier_ev": _num(self.barrier), "std_ev": _num(self.std),
             "conductor_class": self.conductor_class, "band_supercell": list(self.supercell),
             "band_atoms": self.band_atoms, "warnings": list(self.warnings), "error": self.error,
+            "refined": self.refined,
         }
 
 
@@ -168,7 +170,8 @@ class ScreenResult:
         """One row per hop (see :data:`CSV_COLUMNS`); percolation barriers repeated on each row."""
         perc = [self.percolation[d].barrier for d in (1, 2, 3)]
         return [[self.source, self.formula, self.ion, h.index, h.start, h.end, f"{h.length:.4f}", h.multiplicity,
-                 _fmt(h.barrier), _fmt(h.std), h.conductor_class, *(_fmt(p) for p in perc), self.model, h.error or ""]
+                 _fmt(h.barrier), _fmt(h.std), h.conductor_class, *(_fmt(p) for p in perc), self.model, h.error or "",
+                 "yes" if h.refined else ""]
                 for h in self.hops]
 
     def table(self) -> str:
@@ -185,7 +188,7 @@ class ScreenResult:
             img = ",".join(str(int(x)) for x in h.image)
             cell = "x".join(str(int(x)) for x in h.supercell)
             lines.append(f"{h.index:>4} {h.start:>5} {h.end:>5} {img:>10} {h.length:>9.3f} {h.multiplicity:>4} "
-                         f"{cell:>9}  {em:>14}  {h.conductor_class or '-'}")
+                         f"{cell:>9}  {em:>14}  {h.conductor_class or '-'}{'  (refined)' if h.refined else ''}")
             if h.error:
                 lines.append(f"       error: {h.error}")
         lines.append("percolation barriers (lowest E_m at which the hops connect into an infinite network):")
@@ -200,7 +203,8 @@ class ScreenResult:
 
 
 CSV_COLUMNS = ["source", "formula", "ion", "hop", "from", "to", "length_a", "multiplicity", "barrier_ev",
-               "std_ev", "class", "percolation_1d_ev", "percolation_2d_ev", "percolation_3d_ev", "model", "error"]
+               "std_ev", "class", "percolation_1d_ev", "percolation_2d_ev", "percolation_3d_ev", "model", "error",
+               "refined"]
 
 
 def _num(x: float | None) -> float | None:
@@ -291,6 +295,19 @@ def _explicit_graph(structure: Any, prim: Any, n_cells: int, ion: str, hops: Seq
         labels.extend([h] * (len(edges) - len(labels)))
     return _Graph(ion_prim, np.array(edges, int).reshape(-1, 2), np.array(images, int).reshape(-1, 3),
                   np.array(labels, int), prim, n_cells)
+
+
+def deciding_hops(hops: Sequence[ScreenHop], percolation: dict[int, Percolation], threshold: float) -> list[int]:
+    """The distinct hops that decide a screen's answer: those whose ±2σ interval straddles the
+    conductor ``threshold`` (eV), and for each dimension the hop that completes the network (the
+    highest-barrier hop open at the percolation barrier)."""
+    out = {h.index for h in hops if math.isfinite(h.barrier) and math.isfinite(h.std)
+           and abs(h.barrier - threshold) <= 2.0 * h.std}
+    by_index = {h.index: h for h in hops}
+    for p in percolation.values():
+        if p.barrier is not None and p.hops:
+            out.add(max(p.hops, key=lambda k: by_index[k].barrier))
+    return sorted(out)
 
 
 def band_supercell(lattice: Any, min_image_distance: float) -> np.ndarray:
@@ -430,7 +447,7 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
            min_image_distance: float = DEFAULT_MIN_IMAGE_DISTANCE,
            insert_sites: Sequence[Sequence[float]] | None = None,
            n_interstitials: int | None = DEFAULT_INTERSTITIALS,
-           insert_min_dist: float | None = None, insert: bool = False) -> ScreenResult:
+           insert_min_dist: float | None = None, insert: bool = False, refine: Any = None) -> ScreenResult:
     """Screen ``structure`` (anything :func:`hopnet.structures.to_structure` reads) for hops of
     ``ion``: the symmetry-distinct hops up to ``max_hop`` Å (or ``explicit_hops``, (i, j) site
     pairs), their predicted barriers (eV) and the 1-/2-/3-D percolation barriers. Bands are
@@ -442,7 +459,11 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
     atom (default :func:`hopnet.insertion.default_min_distance`); see the module docstring.
     A structure that holds other mobile ions (:data:`MOBILE_IONS`) but not ``ion`` is screened by
     insertion only when asked (``insert=True`` or ``insert_sites``): otherwise it is an error, as
-    in :func:`hopnet.predict.predict`. A structure of nothing but ``ion`` has no host: an error."""
+    in :func:`hopnet.predict.predict`. A structure of nothing but ``ion`` has no host: an error.
+
+    ``refine``: a second model (name, folder or predictor; meant for one that runs a
+    universal-potential NEB, minutes per hop) used only on the hops that decide the answer
+    (:func:`deciding_hops`); those hops are flagged ``refined`` and the percolation is recomputed."""
     from hopnet.predict import DEFAULT_MAX_ATOMS, _check_ion, _check_size, predict_many
     from hopnet.structures import to_structure
 
@@ -490,6 +511,17 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
     sd = np.array([h.std for h in hops], dtype=float)
     n = len(graph.ion_sites)
     perc = percolation_barriers(n, graph.edges, graph.images, graph.labels, e_m, sd)
+    if refine is not None:
+        redo = [k for k in deciding_hops(hops, perc, threshold) if paths[k] is not None]
+        again = predict_many([paths[k] for k in redo], model=refine, threshold=threshold, on_error="record") if redo else []
+        for k, r in zip(redo, again):
+            hops[k] = replace(hops[k], barrier=r.barrier, std=r.std, conductor_class=r.conductor_class,
+                              warnings=tuple(r.warnings), error=r.error, refined=True)
+        e_m = np.array([h.barrier for h in hops], dtype=float)
+        sd = np.array([h.std for h in hops], dtype=float)
+        perc = percolation_barriers(n, graph.edges, graph.images, graph.labels, e_m, sd)
+        if again:
+            name = f"{name} (hops {', '.join(str(k) for k in redo)} refined with {again[0].model})"
     finite = np.isfinite(e_m)
     full = network_dimensionality(n, graph.edges[np.isin(graph.labels, np.flatnonzero(finite))],
                                   graph.images[np.isin(graph.labels, np.flatnonzero(finite))])

@@ -99,6 +99,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--axis", choices=("a", "b", "c"), default=None,
                    help="--network: project along this lattice vector (default: the one that shows the "
                         "lowest-barrier hops best)")
+    p.add_argument("--refine", nargs="?", const="accurate", default=None, metavar="MODEL",
+                   help="predict the hops that decide the answer (barrier within 2 sigma of the threshold, "
+                        "or completing a 1/2/3-D network) again with MODEL, a model that runs a universal-"
+                        "potential NEB (minutes per hop; bare flag: the shipped 'accurate'); default: off")
     p.add_argument("--insert", action="store_true",
                    help="screen the ion inserted at interstitial sites of a structure that holds other "
                         "mobile ions but not this one (a host with no mobile ion at all is always "
@@ -445,8 +449,17 @@ def run(args: argparse.Namespace) -> int:
     todo = [f for f in files if str(f) not in outputs.done]
     if args.resume and len(todo) < len(files):
         print(f"resuming: {len(files) - len(todo)} of {len(files)} structure(s) already done")
+    if args.refine is not None:
+        from hopnet.predict import get_model
+
+        from hopnet.models.base import shipped_models
+
+        if args.refine == "accurate" and "accurate" not in shipped_models():
+            raise HopnetError("--refine: this hopnet ships no 'accurate' model yet; give --refine FOLDER, a model "
+                              "trained with NEB features (experiments/accurate_model.py --ship FOLDER)")
+        get_model(args.refine)  # an unknown or damaged model is one error line before any work
     provenance = run_record({"ion": args.ion, "max_hop": args.max_hop, "symprec": args.symprec,
-                             "model": args.model, "threshold": threshold, "hops": explicit,
+                             "model": args.model, "refine": args.refine, "threshold": threshold, "hops": explicit,
                              "timeout_s": args.timeout, **options})
     n_ok, failures = 0, []
     bar = tqdm(todo, desc="screen", unit="structure", file=sys.stderr, disable=len(todo) < 2 or None)
@@ -455,7 +468,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 r = _screen_one(f, args, heartbeat=len(todo) == 1, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
                                 explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms,
-                                insert=args.insert, **options)
+                                insert=args.insert, refine=args.refine, **options)
             except HopnetError as exc:
                 failures.append({"source": str(f), "error": str(exc)})
                 outputs.fail(str(f), str(exc))
