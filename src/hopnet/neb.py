@@ -56,7 +56,7 @@ __all__ = [
     "neb_features",
 ]
 
-OPTIMIZERS = ("FIRE", "BFGS")
+OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 INTERPOLATIONS = ("linear", "idpp")
 CELLS = ("given", "canonical")
 #: an end point whose ion moves more than this fraction of the hop length (at most 1 Å) while
@@ -78,7 +78,8 @@ class NebConfig:
     set, i.e. 3 moving images). ``interpolation``: "idpp" (default; the straight line relaxed in an
     image-dependent pair potential, minimum-image distances) or "linear" (the straight line, which
     can put an image on a host atom: 13.6 eV "barrier" for Ca0.5Fe2P3O12 in the data set).
-    ``spring``: NEB spring constant (eV/Å²). ``potential``: the backbone (``chgnet`` or
+    ``optimizer``: of the band (FIRE); ``relax_optimizer``: of the end points (LBFGS: half the
+    steps of FIRE on the training paths, to lower energies). ``spring``: NEB spring constant (eV/Å²). ``potential``: the backbone (``chgnet`` or
     ``sevennet``), ``model`` its model version (None: the backbone's default). ``cell``: "given"
     (the path's own cell) or "canonical" (see the module docstring), with ``min_width`` Å.
     ``batch``: evaluate all images of a step in one potential call (False: one call per image,
@@ -93,6 +94,7 @@ class NebConfig:
     n_images: int | None = None
     interpolation: str = "idpp"
     optimizer: str = "FIRE"
+    relax_optimizer: str = "LBFGS"
     climb: bool = True
     spring: float = 0.1
     potential: str = "chgnet"
@@ -114,8 +116,9 @@ class NebConfig:
                 raise HopnetError(f"{name} must be a non-negative integer, got {v!r}")
         if self.n_images is not None and (not isinstance(self.n_images, int) or self.n_images < 3):
             raise HopnetError(f"n_images must be at least 3 (both end points and one moving image), got {self.n_images!r}")
-        if self.optimizer.upper() not in OPTIMIZERS:
-            raise HopnetError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        for name in ("optimizer", "relax_optimizer"):
+            if getattr(self, name).upper() not in OPTIMIZERS:
+                raise HopnetError(f"{name} {getattr(self, name)!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.interpolation not in INTERPOLATIONS:
             raise HopnetError(f"interpolation {self.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
         if not (math.isfinite(self.spring) and self.spring > 0):
@@ -210,9 +213,9 @@ def _potential(config: NebConfig) -> Any:
 
 # --------------------------------------------------------------------------- NEB
 def _optimizer(name: str) -> Any:
-    from ase.optimize import BFGS, FIRE
+    from ase.optimize import BFGS, FIRE, LBFGS
 
-    return {"FIRE": FIRE, "BFGS": BFGS}[name.upper()]
+    return {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}[name.upper()]
 
 
 def _to_atoms(structure: Any) -> Any:
@@ -294,7 +297,7 @@ def _attach(potential: Any, images: list[Any], batch: bool) -> list[Any]:
 def _relax(ends: list[Any], potential: Any, config: NebConfig, clock: _Clock) -> tuple[bool, int]:
     """Relax the end points in place, together; (converged, optimiser steps)."""
     _attach(potential, ends, config.batch)
-    opt = _optimizer(config.optimizer)(_stack(ends), logfile=None)
+    opt = _optimizer(config.relax_optimizer)(_stack(ends), logfile=None)
     stop = _run(opt, config.relax_fmax, config.relax_steps, clock)
     return stop == "converged", int(opt.nsteps)
 

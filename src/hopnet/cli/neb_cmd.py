@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
                    help="images counting both end points (default: 5, as in the data set)")
     p.add_argument("--interpolation", default="idpp", choices=("idpp", "linear"),
                    help="initial band: IDPP (default) or the straight line")
-    p.add_argument("--optimizer", default="FIRE", choices=("FIRE", "BFGS"), help="default FIRE")
+    p.add_argument("--optimizer", default="FIRE", choices=("FIRE", "BFGS", "LBFGS"),
+                   help="optimiser of the band (default FIRE)")
+    p.add_argument("--relax-optimizer", default="LBFGS", choices=("FIRE", "BFGS", "LBFGS"),
+                   help="optimiser of the end points (default LBFGS)")
     p.add_argument("--potential", default="chgnet", choices=("chgnet", "sevennet"),
                    help="universal potential (default chgnet; sevennet needs `pip install sevenn`)")
     p.add_argument("--cell", default="given", choices=("given", "canonical"),
@@ -72,7 +75,8 @@ def _config(args: argparse.Namespace) -> Any:
     return NebConfig(
         fmax=args.fmax, steps=args.steps, relax=not args.no_relax, relax_fmax=args.fmax,
         relax_steps=args.relax_steps, n_images=args.images,
-        interpolation=args.interpolation, optimizer=args.optimizer, potential=args.potential,
+        interpolation=args.interpolation, optimizer=args.optimizer, relax_optimizer=args.relax_optimizer,
+        potential=args.potential,
         cell=args.cell, min_width=args.min_width, time_budget=args.time_budget,
     )
 
