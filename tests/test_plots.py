@@ -165,3 +165,11 @@ def test_network_plot_of_a_hand_made_result_with_a_failed_hop(tmp_path):
     assert sum(np.isnan(seg.barrier) for seg in segs) == 1
     out = hop_network_plot(r, tmp_path / "sub" / "net.png", structure=s)  # folders are created
     assert out.is_file() and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bar_chart_whiskers_never_go_below_zero():
+    from hopnet.plots import barrier_error_bars
+
+    low, high = barrier_error_bars([0.05, 0.8, float("nan"), -0.01], [0.3, 0.1, float("nan"), 0.2])
+    np.testing.assert_allclose(low, [0.05, 0.1, 0.0, 0.0])  # 0.05 - 0.05 = 0 eV at the lowest
+    np.testing.assert_allclose(high, [0.3, 0.1, 0.0, 0.2])

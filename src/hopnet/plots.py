@@ -430,6 +430,14 @@ def hop_network_plot(result: Any, path: str | os.PathLike, axis: str | None = No
     return Path(path)
 
 
+def barrier_error_bars(barriers: Any, stds: Any) -> np.ndarray:
+    """(2, n) lower and upper whisker lengths (eV) of E_m ± σ: a barrier is never negative, so
+    the lower whisker stops at 0 eV; NaN draws nothing."""
+    e = np.nan_to_num(np.asarray(barriers, dtype=float))
+    s = np.nan_to_num(np.asarray(stds, dtype=float))
+    return np.vstack([np.minimum(s, np.maximum(e, 0.0)), s])
+
+
 def hop_bar_chart(result: Any) -> bytes:
     """PNG bytes of a per-hop bar chart: E_m ± σ (eV) per distinct hop, the threshold and the
     percolation barriers as horizontal lines (matplotlib Agg, no pyplot state)."""
@@ -445,9 +453,8 @@ def hop_bar_chart(result: Any) -> bytes:
     e_m = np.array([h.barrier for h in result.hops], float)
     sd = np.array([h.std for h in result.hops], float)
     colors = ["tab:green" if h.conductor_class == "good" else "tab:red" for h in result.hops]
-    e0, s0 = np.nan_to_num(e_m), np.nan_to_num(sd)
-    # ±σ, but a barrier is never negative: the lower whisker stops at 0 eV
-    ax.bar(x, e0, yerr=np.vstack([np.minimum(s0, np.maximum(e0, 0.0)), s0]), color=colors, capsize=3)
+    e0 = np.nan_to_num(e_m)
+    ax.bar(x, e0, yerr=barrier_error_bars(e_m, sd), color=colors, capsize=3)
     ax.set_ylim(bottom=0.0)
     ax.set_xticks(x, [f"{h.index}\n{h.length:.2f} Å" for h in result.hops])
     ax.axhline(result.threshold, color="k", ls="--", lw=1, label=f"threshold {result.threshold:g} eV")
