@@ -335,3 +335,18 @@ def test_cli_refine_without_an_accurate_model_is_one_line(capsys):
     assert main(["screen", str(EXAMPLES_DIR / "LiF.cif"), "--ion", "Li", "--refine"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ships no 'accurate' model" in err[0]
+
+
+def test_sevennet_backbone_behind_the_same_interface(lif, hop):
+    pytest.importorskip("sevenn")
+    from hopnet.potentials import load_potential
+
+    pot = load_potential("sevennet")
+    path = MigrationPath.from_sites(lif, "Li", *hop)
+    from hopnet.neb import _to_atoms
+
+    e, f = pot.evaluate([_to_atoms(path.initial()), _to_atoms(path.final())])
+    assert e.shape == (2,) and np.isfinite(e).all() and f[0].shape == (15, 3)
+    assert e[0] == pytest.approx(e[1], abs=2e-3)  # the two ends of a symmetric hop
+    r = run_neb(path, NebConfig(steps=0, relax=False, interpolation="linear", potential="sevennet"))
+    assert r.potential.startswith("sevenn") and np.isfinite(r.barrier)
