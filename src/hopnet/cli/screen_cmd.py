@@ -3,9 +3,11 @@ predicted barrier, and the 1-/2-/3-D percolation barriers of the hop network.
 
     hopnet screen examples/LiFePO4_olivine.cif --ion Li
     hopnet screen "cifs/*.cif" --ion Na --csv hops.csv --json hops.json --plot hops.png
-    hopnet screen LiFePO4.cif --ion Li --hop 0 4            # explicit hops instead of the search
-    hopnet screen FePO4.cif --ion Li                         # no Li: found interstitial sites
-    hopnet screen FePO4.cif --ion Li --insert-frac 0.5 0.25 0.25   # no Li: user-given site(s)
+    hopnet screen examples/LiFePO4_olivine.cif --ion Li --hop 0 4     # explicit hops instead of the search
+    hopnet screen examples/FePO4.cif --ion Li                          # no Li: found interstitial sites
+    hopnet screen examples/FePO4.cif --ion Li --insert-frac 0 0 0      # no Li: user-given site(s)
+    hopnet screen examples/Na3PS4_cubic.cif --ion Li --insert          # a Na host, Li inserted: asked for
+    hopnet screen cifs/ --ion Li --csv hops.csv --resume               # continue a stopped run
 
 A structure with no mobile ion at all (FePO4, MnO2) is a host: the ion is put on user-given
 fractional sites (--insert-frac, repeatable) or on the most open symmetry-distinct interstitial
@@ -490,7 +492,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     bar.close()
     outputs.write_json(provenance, final=True)
-    if len(todo) > 1 or failures:
+    if len(todo) > 1:
         print(f"screened {len(todo)} structure(s): {n_ok} ok, {len(failures)} failed")
         for fail in failures:
             print(f"  failed: {fail['source']}: {fail['error']}")
