@@ -11,6 +11,16 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _private_neb_cache(tmp_path_factory, monkeypatch):
+    """Each test's NEB results go to a cache of its own, never the user's: a result cached by
+    an earlier run must not decide what a test sees."""
+    import hopnet.neb_cache
+
+    root = tmp_path_factory.mktemp("neb-cache")
+    monkeypatch.setattr(hopnet.neb_cache, "default_neb_cache_root", lambda: root)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data directory (``$HOPNET_DATA_DIR``); skips the test when unavailable."""

@@ -132,7 +132,7 @@ def test_cli_structure_and_data(lif, hop, tmp_path, capsys):
     rc = main(["neb", str(cif), "--ion", "Li", "--from", str(hop[0]), "--to", str(hop[1]),
                "--steps", "0", "--no-relax", "--interpolation", "linear", "--json", "--output", str(out)])
     assert rc == 0
-    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]  # nothing but JSON on stdout
     assert len(printed) == 1 and printed[0]["barrier"] > 0
     stored = read_results(out)
     assert set(stored[0]["provenance"]) == {"hopnet_version", "git_commit"}

@@ -13,6 +13,8 @@ of the group whose positions changed, in one potential call, and the others read
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
@@ -61,7 +63,9 @@ class ChgnetPotential(Potential):
         except ImportError:
             raise PotentialDependencyError(MISSING_CHGNET) from None
         try:
-            self.model = CHGNet.load(model_name=model, use_device=device, verbose=False)
+            # CHGNet.load prints a banner on stdout even with verbose=False: keep stdout for results
+            with contextlib.redirect_stdout(sys.stderr):
+                self.model = CHGNet.load(model_name=model, use_device=device, verbose=False)
         except (ValueError, FileNotFoundError, KeyError) as exc:
             raise HopnetError(f"cannot load CHGNet model {model!r}: {exc}") from None
         self.model.eval()
@@ -118,7 +122,8 @@ class SevennetPotential(Potential):
             from sevenn.calculator import SevenNetCalculator
         except ImportError:
             raise PotentialDependencyError(MISSING_SEVENNET) from None
-        self.calc = SevenNetCalculator(model, device=device)
+        with contextlib.redirect_stdout(sys.stderr):
+            self.calc = SevenNetCalculator(model, device=device)
         self._version = f"sevenn {getattr(sevenn, '__version__', '?')} model {model}"
 
     @property

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from typing import Any
 
 from hopnet.errors import HopnetError
@@ -137,12 +138,18 @@ def run(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else NebCache(args.cache_dir)
     _potential(config)  # fails with one line before any output
     done = {str(r.get("id")) for r in read_results(args.output)} if args.output else set()
+    todo = sum(pid not in done for pid, _, _ in items)
+    t0, n_run = time.monotonic(), 0
     for pid, path, meta in items:
         if pid in done:
             if not args.json:
                 print(f"{pid}: already in {args.output}, skipped")
             continue
         for r in run_neb_many([(pid, path, meta)], config, args.output, cache=cache):
+            n_run += 1
+            if todo > 1:  # progress of a long run, on stderr: done / to do, time left at this pace
+                left = (time.monotonic() - t0) / n_run * (todo - n_run)
+                print(f"hopnet neb: {n_run}/{todo} paths, about {left / 60:.0f} min left", file=sys.stderr, flush=True)
             if isinstance(r, dict):  # a path that failed: its error row
                 print(json.dumps(r, sort_keys=True) if args.json else f"{pid}: failed: {r['error']}")
                 continue
