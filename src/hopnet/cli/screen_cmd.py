@@ -28,6 +28,7 @@ already in --csv/--json and appends the rest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import glob
 import io
@@ -169,9 +170,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if f is not None and not str(f).lower().endswith(".png"):
             raise HopnetError(f"--{flag} must name a .png file, got {f}")
     for flag in ("csv", "json", "plot", "network"):
-        f = getattr(args, flag)
-        if f is not None and Path(f).is_dir():
-            raise HopnetError(f"--{flag} {f} is a folder, not a file")
+        check_output_file(getattr(args, flag), f"--{flag}")
 
 
 def _interstitials(value: str | None) -> int | None:
@@ -406,21 +405,14 @@ def _screen_one(f: Path, args: argparse.Namespace, heartbeat: bool = False, **kw
         old = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        if heartbeat:
-            with _Heartbeat(str(f)):
-                return screen(str(f), args.ion, **kw)
-        return screen(str(f), args.ion, **kw)
+        with _Heartbeat(str(f)) if heartbeat else contextlib.nullcontext():
+            return screen(str(f), args.ion, **kw)
     except _Timeout:
         raise HopnetError(f"timed out after {timeout:g} s (--timeout); skipped") from None
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
-
-
-def _check_writable(args: argparse.Namespace) -> None:
-    for flag in ("csv", "json", "plot", "network"):
-        check_output_file(getattr(args, flag), f"--{flag}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -443,7 +435,6 @@ def run(args: argparse.Namespace) -> int:
     options = _insertion_options(args)
     if args.resume and not (args.csv or args.json):
         raise HopnetError("--resume needs --csv or --json: the finished structures are read from them")
-    _check_writable(args)
 
     from tqdm.auto import tqdm
 
