@@ -123,7 +123,7 @@ def run_variant(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     if args.tuned:
-        from hopnet.runtime import tune_allocator
+        from hopnet.infra.runtime import tune_allocator
 
         tune_allocator()
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the children with glibc's mmap disabled and trimming off, so freed tensors "
                         "are reused instead of page-faulted in again (3x faster steps on CPU)")
     p.add_argument("--tuned", action="store_true",
-                   help="apply hopnet.runtime.tune_allocator() in the children (as hopnet's entry points do)")
+                   help="apply hopnet.infra.runtime.tune_allocator() in the children (as hopnet's entry points do)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (mixed precision; not equal config)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['graphs_per_sec']:.2f} graphs/s  "
                   f"peak +{r['peak_rss_delta_mb']:.0f} MB", flush=True)
     if args.json:
-        from hopnet.provenance import atomic_write_text
+        from hopnet.infra.provenance import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(results, indent=2))
     return 0

@@ -67,7 +67,7 @@ def ab(n: int, seed: int) -> dict:
     torch.set_num_threads(1)
     from hopnet.datasets import load
     from hopnet.neb import NebConfig, paths_from_entries, run_neb
-    from hopnet.provenance import run_record
+    from hopnet.infra.provenance import run_record
 
     items = paths_from_entries(list(load("migration-barriers")))
     pick = random.Random(seed).sample(items, n)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     out["elapsed_s"] = time.time() - t0
     text = json.dumps(out, indent=1)
     if args.json:
-        from hopnet.provenance import atomic_write_text
+        from hopnet.infra.provenance import atomic_write_text
 
         atomic_write_text(args.json, text + "\n")
     print(text if args.mode == "summary" else json.dumps({k: out[k] for k in ("median_cpu_s", "speedup_of_medians",

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if args.json:
         sys.path.insert(0, str(ROOT / "src"))
-        from hopnet.provenance import atomic_write_text, run_record
+        from hopnet.infra.provenance import atomic_write_text, run_record
 
         atomic_write_text(args.json, json.dumps({"results": results, "provenance": run_record(vars(args))},
                                                 indent=1) + "\n")

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from hopnet.predict import get_model
-    from hopnet.provenance import atomic_write_text, run_record
+    from hopnet.infra.provenance import atomic_write_text, run_record
     from hopnet.screen import screen
 
     get_model("default")

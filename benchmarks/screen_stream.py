@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['rss_before_mb']:>8.1f} MB {r['peak_rss_mb']:>6.1f} MB {r['growth_mb']:>4.1f} MB")
     result = {"benchmark": "screen_stream", "threads": os.environ.get("OMP_NUM_THREADS"), "runs": rows}
     if args.json:
-        from hopnet.provenance import atomic_write_text, run_record
+        from hopnet.infra.provenance import atomic_write_text, run_record
 
         result["provenance"] = run_record({"counts": args.counts})
         atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")

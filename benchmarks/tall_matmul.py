@@ -4,7 +4,7 @@ against row blocks of 2,048, with a fresh output and with a preallocated one.
     OMP_NUM_THREADS=1 python benchmarks/tall_matmul.py [--rows 80000] [--untuned]
 
 Session 3 (docs/benchmarks.md): the blocked product only wins against a freshly allocated
-output (first-touch page faults); with ``hopnet.runtime.tune_allocator()`` it does not.
+output (first-touch page faults); with ``hopnet.infra.runtime.tune_allocator()`` it does not.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=80_000, help="T, rows of the tall operand (bond pairs)")
     ap.add_argument("--block", type=int, default=2048)
-    ap.add_argument("--untuned", action="store_true", help="skip hopnet.runtime.tune_allocator()")
+    ap.add_argument("--untuned", action="store_true", help="skip hopnet.infra.runtime.tune_allocator()")
     args = ap.parse_args(argv)
     if not args.untuned:
-        from hopnet.runtime import tune_allocator
+        from hopnet.infra.runtime import tune_allocator
 
         tune_allocator()
     torch.set_num_threads(1)

@@ -373,7 +373,7 @@ TASKS = {"graphs": task_graphs, "train": task_train, "infer": task_infer}
 def worker(payload: str) -> None:
     job = json.loads(payload)
     if job.get("tuned"):  # hopnet's process-level runtime settings (as hopnet's entry points apply)
-        from hopnet.runtime import tune_allocator  # ctypes only: imports no hopnet model code
+        from hopnet.infra.runtime import tune_allocator  # ctypes only: imports no hopnet model code
 
         if not tune_allocator():
             print("  runtime tuning not applicable here", file=sys.stderr, flush=True)
@@ -538,7 +538,7 @@ def machine_info() -> dict:
 
 def commit() -> str:
     try:
-        from hopnet.provenance import git_commit
+        from hopnet.infra.provenance import git_commit
     except ImportError:
         return "unknown"
     return git_commit(HERE.parent)
@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thp", action="store_true",
                     help="set THP_MEM_ALLOC_ENABLE=1 for both sides (huge pages for large tensors)")
     ap.add_argument("--untuned", action="store_true",
-                    help="run hopnet without its runtime tuning (hopnet.runtime.tune_allocator)")
+                    help="run hopnet without its runtime tuning (hopnet.infra.runtime.tune_allocator)")
     ap.add_argument("--extras", choices=["auto", "on", "off"], default="auto",
                     help="extra training lines: upstream with hopnet's allocator tuning, and hopnet with "
                          "bf16 autocast (auto: on in full runs, off with --quick)")
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         print(lines_table(res))
     print("headline ratios (hopnet / upstream): " + ", ".join(f"{k} {_fmt(v, 'x')}" for k, v in head.items()))
     if args.json:
-        from hopnet.provenance import atomic_write_text
+        from hopnet.infra.provenance import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(res, indent=1))
     return 0

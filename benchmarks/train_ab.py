@@ -8,7 +8,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 import throughput as T
 def worker(side_name, size, ds, nb, reps, tuned):
     if tuned:
-        from hopnet.runtime import tune_allocator; tune_allocator()
+        from hopnet.infra.runtime import tune_allocator; tune_allocator()
     import torch
     torch.set_num_threads(1)
     side = T.SIDES[side_name]()

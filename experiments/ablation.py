@@ -16,7 +16,7 @@ import torch
 
 from hopnet import datasets, reproduce
 from hopnet.crossval import cross_validate, summarize
-from hopnet.runtime import tune_allocator
+from hopnet.infra.runtime import tune_allocator
 
 VARIANTS = {
     "no-path-pool": {"pool_scope": "all"},

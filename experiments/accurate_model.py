@@ -87,7 +87,7 @@ def main() -> None:
     from hopnet.metrics import classifier_metrics, regression_metrics
     from hopnet.neb import NEB_FEATURE_NAMES, neb_features
     from hopnet.models.classical import band_structures, path_descriptors
-    from hopnet.provenance import atomic_write_text, run_record
+    from hopnet.infra.provenance import atomic_write_text, run_record
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--features", nargs="+", default=["experiments/results/neb_features/chgnet_shard*.jsonl"])

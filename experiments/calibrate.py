@@ -30,7 +30,7 @@ from hopnet.models.calibration import (
     interval_metrics,
     prob_below,
 )
-from hopnet.provenance import atomic_write_text
+from hopnet.infra.provenance import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "src" / "hopnet" / "weights" / "default"

@@ -16,7 +16,7 @@ from pathlib import Path
 from hopnet import datasets
 from hopnet.crossval import cross_validate, summarize
 from hopnet.models.classical import ClassicalConfig, train_classical
-from hopnet.provenance import atomic_write_text
+from hopnet.infra.provenance import atomic_write_text
 
 RECIPE = {"model": "classical", "classical": {"n_estimators": 100}, "seeds": [0, 1, 2, 3, 4]}
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "hopnet" / "weights" / "default"

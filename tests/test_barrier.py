@@ -10,7 +10,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from hopnet.datasets import Entry
-from hopnet.errors import ModelFileError
+from hopnet.infra.errors import ModelFileError
 from hopnet.graphs import GraphConfig, build_graph
 from hopnet.models.barrier import BarrierConfigError, BarrierModelConfig, build_model
 from hopnet.nn import EncoderConfig

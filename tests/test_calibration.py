@@ -16,7 +16,7 @@ from pymatgen.core import Lattice, Structure
 
 import hopnet.predict as hp
 from hopnet.cli import main
-from hopnet.errors import DataError, ModelFileError
+from hopnet.infra.errors import DataError, ModelFileError
 from hopnet.models.base import Prediction, shipped_models
 from hopnet.models.calibration import (
     Calibration,

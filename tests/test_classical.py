@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hopnet.descriptors import FEATURE_NAMES
-from hopnet.errors import ModelFileError
+from hopnet.infra.errors import ModelFileError
 from hopnet.models.base import load_model
 from hopnet.models.classical import (
     ClassicalConfig,

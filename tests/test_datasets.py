@@ -19,7 +19,7 @@ import pytest
 import hopnet.datasets as hd
 from hopnet.datasets import registry
 from hopnet.datasets.download import content_sha256
-from hopnet.errors import DataError, HopnetError
+from hopnet.infra.errors import DataError, HopnetError
 
 MIG = "migration-barriers"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hopnet.cli import main
-from hopnet.errors import DataError, ModelFileError
+from hopnet.infra.errors import DataError, ModelFileError
 from hopnet.evaluate import evaluate
 from hopnet.models.base import Prediction
 

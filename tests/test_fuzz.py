@@ -4,7 +4,7 @@ Random and mutated CIF / POSCAR / JSON inputs, random lattices (near-singular, h
 and site lists, random migration-path arguments and mutated data-set files go through the
 structure, path and data-set loaders. The property, for every case: the call returns something
 physical (checked here independently of hopnet's own validation) or raises a
-:class:`~hopnet.errors.HopnetError` whose message is one non-empty line -- never another
+:class:`~hopnet.infra.errors.HopnetError` whose message is one non-empty line -- never another
 exception, and never a call that runs longer than ``CALL_LIMIT_S`` (a hang).
 
 Each test records how many cases it ran as ``fuzz_cases:<layer>`` user properties;
@@ -36,7 +36,7 @@ from pymatgen.io.vasp import Poscar
 
 import hopnet.datasets as hd
 from hopnet.datasets.core import Dataset
-from hopnet.errors import DataError, HopnetError
+from hopnet.infra.errors import DataError, HopnetError
 from hopnet.paths import MigrationPath, as_frac3, as_path
 from hopnet.structures import (
     from_jarvis,

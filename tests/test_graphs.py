@@ -9,7 +9,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from hopnet.errors import PathError, StructureError
+from hopnet.infra.errors import PathError, StructureError
 from hopnet.graphs import FEATURE_DIM, GraphConfig, build_graph, knn_edges, line_graph
 
 torch.set_num_threads(1)

@@ -14,7 +14,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
-from hopnet.errors import StructureError
+from hopnet.infra.errors import StructureError
 from hopnet.graphs import (FEATURE_DIM, GraphCache, GraphConfig, atom_features, build_graph, build_graphs,
                            default_cache_root, structure_hash)
 from hopnet.graphs import make_element_table

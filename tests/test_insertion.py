@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from hopnet.errors import PathError
+from hopnet.infra.errors import PathError
 from hopnet.insertion import default_min_distance, expand_sites, fill_sites, find_interstitials, symmetry_orbit
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

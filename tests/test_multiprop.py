@@ -10,7 +10,7 @@ from hopnet.datasets.core import Entry
 from hopnet.datasets.multiprop import (
     PROPERTIES, MultiPropertyDataset, merge_properties, select_properties, structure_key,
 )
-from hopnet.errors import DataError
+from hopnet.infra.errors import DataError
 
 ROCKSALT = {"lattice_mat": [[0, 2.8, 2.8], [2.8, 0, 2.8], [2.8, 2.8, 0]], "coords": [[0, 0, 0], [0.5, 0.5, 0.5]],
             "elements": ["Na", "Cl"], "cartesian": False}

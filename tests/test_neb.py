@@ -21,7 +21,7 @@ from pymatgen.core import Lattice, Structure  # noqa: E402
 
 from hopnet import potentials  # noqa: E402
 from hopnet.cli import main  # noqa: E402
-from hopnet.errors import HopnetError  # noqa: E402
+from hopnet.infra.errors import HopnetError  # noqa: E402
 from hopnet.neb import (  # noqa: E402
     MISSING_CHGNET,
     NebConfig,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from hopnet.errors import PathError, StructureError
+from hopnet.infra.errors import PathError, StructureError
 from hopnet.paths import MigrationPath
 from hopnet.structures import to_jarvis
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hopnet import physics as ph
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 from hopnet.models.base import Prediction
 from hopnet.plots import (
     choose_axis,

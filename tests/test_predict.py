@@ -10,7 +10,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 import hopnet.predict as hp
-from hopnet.errors import HopnetError, ModelFileError, PathError, StructureError
+from hopnet.infra.errors import HopnetError, ModelFileError, PathError, StructureError
 from hopnet.paths import MigrationPath
 from hopnet.structures import to_ase
 

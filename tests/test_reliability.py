@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from hopnet.cli import main
-from hopnet.errors import ModelFileError
-from hopnet.integrity import (SEAL_SIZE, CorruptFileError, load_torch_sealed, read_sealed, save_torch_sealed,
+from hopnet.infra.errors import ModelFileError
+from hopnet.infra.integrity import (SEAL_SIZE, CorruptFileError, load_torch_sealed, read_sealed, save_torch_sealed,
                               seal, unseal)
 from hopnet.models.base import load_model
 from test_barrier import synthetic_entries
@@ -218,7 +218,7 @@ def test_seal_detects_every_truncation_and_any_flipped_byte(tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
-    from hopnet import provenance
+    from hopnet.infra import provenance
 
     target = tmp_path / "result.json"
     provenance.atomic_write_text(target, "old")
@@ -234,7 +234,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
 
 def test_temporaries_of_killed_writers_are_cleaned_up(tmp_path):
     from hopnet.models.base import write_model_dir
-    from hopnet.provenance import atomic_write_text
+    from hopnet.infra.provenance import atomic_write_text
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -260,8 +260,8 @@ def test_temporaries_of_killed_writers_are_cleaned_up(tmp_path):
 
 
 def test_results_file_survives_a_write_cut_short(tmp_path, caplog):
-    from hopnet.errors import DataError
-    from hopnet.provenance import append_jsonl, read_jsonl
+    from hopnet.infra.errors import DataError
+    from hopnet.infra.provenance import append_jsonl, read_jsonl
 
     f = tmp_path / "rows.jsonl"
     append_jsonl(f, {"key": "a", "mae": 0.1})
@@ -315,7 +315,7 @@ def _copy(folder: Path, tmp_path: Path) -> Path:
 
 def test_model_folder_records_format_checksums_and_graph_code(small_model):
     from hopnet.models.base import FORMAT_VERSION, graph_code
-    from hopnet.integrity import sha256_file
+    from hopnet.infra.integrity import sha256_file
 
     meta = json.loads((small_model / "metadata.json").read_text())
     assert meta["format_version"] == FORMAT_VERSION == 2

@@ -10,7 +10,7 @@ import pytest
 from hopnet import reproduce
 from hopnet.cli import main
 from hopnet.crossval import cross_validate, load_records, summarize
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from hopnet.errors import HopnetError, StructureError
+from hopnet.infra.errors import HopnetError, StructureError
 from hopnet.graphs import GraphConfig, build_graph, build_graph_arrays, knn_edges
 from hopnet.graphs.config import (
     DEFAULT_GRAPH_MEMORY_GB,

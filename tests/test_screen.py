@@ -12,7 +12,7 @@ from pymatgen.core import Lattice, Structure
 
 import hopnet.predict as hp
 from hopnet.cli import main
-from hopnet.errors import PathError
+from hopnet.infra.errors import PathError
 from hopnet.models.base import Prediction
 from hopnet.percolation import network_dimensionality, percolation_barriers
 from hopnet.screen import band_supercell, find_hops, screen

@@ -16,7 +16,7 @@ from hopnet.datasets.splits import (
     random_split,
     scenario_labels,
 )
-from hopnet.errors import DataError
+from hopnet.infra.errors import DataError
 
 CUBE = {"lattice_mat": [[4.0, 0, 0], [0, 4.0, 0], [0, 0, 4.0]], "coords": [[0, 0, 0]], "elements": ["Li"]}
 

@@ -7,7 +7,7 @@ import pytest
 from ase import Atoms
 from pymatgen.core import Lattice, Structure
 
-from hopnet.errors import StructureError
+from hopnet.infra.errors import StructureError
 from hopnet.structures import (
     from_ase,
     from_jarvis,

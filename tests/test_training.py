@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hopnet.datasets import Entry
-from hopnet.errors import DataError, ModelFileError
+from hopnet.infra.errors import DataError, ModelFileError
 from hopnet.models.barrier import BarrierModelConfig, build_model
 from hopnet.models.base import load_model, seal_metadata
 from hopnet.nn import EncoderConfig
@@ -206,7 +206,7 @@ def test_bf16_mixed_precision_trains_and_predicts(tmp_path, entries):
 def test_every_training_run_tunes_the_allocator_unless_turned_off(tmp_path, entries, monkeypatch):
     """``fit_module`` (``hopnet train``, the Python API, pre-training) applies the runtime tuning
     the benchmarks measure; ``HOPNET_TUNE_ALLOCATOR=0`` leaves the allocator alone."""
-    import hopnet.runtime as runtime
+    import hopnet.infra.runtime as runtime
 
     calls = []
     real = runtime.tune_allocator

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["structure", "demo_volume_per_atom"])
     w.writerows(table)
-    from hopnet.provenance import atomic_write_text
+    from hopnet.infra.provenance import atomic_write_text
 
     atomic_write_text(out / CSV_NAME, buf.getvalue())
     print(f"wrote {len(table)} structures and {out / CSV_NAME}")

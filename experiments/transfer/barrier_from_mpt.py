@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from hopnet.provenance import atomic_write_text
+from hopnet.infra.provenance import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_profile_flags, append, read_rows, done_keys, profile_of, full_training, quick_training, record, replace, setup, summarise  # noqa: E402

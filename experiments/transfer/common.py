@@ -16,7 +16,7 @@ import torch
 
 from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.metrics import regression_metrics
-from hopnet.provenance import append_jsonl, read_jsonl, run_record
+from hopnet.infra.provenance import append_jsonl, read_jsonl, run_record
 from hopnet.training.config import TrainingConfig
 from hopnet.training.pretrain import (
     PropertyGraphs, finetune, load_property_model, predict_graphs, sample_indices,
@@ -72,7 +72,7 @@ def done_keys(path: Path) -> set[str]:
 
 
 def append(path: Path, row: dict) -> None:
-    """Append one result row (fsynced; see :func:`hopnet.provenance.append_jsonl`)."""
+    """Append one result row (fsynced; see :func:`hopnet.infra.provenance.append_jsonl`)."""
     append_jsonl(path, row)
 
 
@@ -116,7 +116,7 @@ def model_training(folder: str | Path) -> dict | None:
 def setup() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from hopnet.runtime import tune_allocator
+    from hopnet.infra.runtime import tune_allocator
 
     tune_allocator()
 

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from hopnet.provenance import atomic_write_text
+from hopnet.infra.provenance import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hopnet.provenance import atomic_write_text
+from hopnet.infra.provenance import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_profile_flags, append, read_rows, cpu_pretraining, profile_of, cpu_training, done_keys, finetune_and_test, full_training, quick_training, record, replace, setup  # noqa: E402

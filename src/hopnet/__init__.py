@@ -10,7 +10,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-from hopnet.errors import HopnetError  # noqa: E402
+from hopnet.infra.errors import HopnetError  # noqa: E402
 
 __all__ = ["__version__", "HopnetError"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hopnet.errors import PathError
+from hopnet.infra.errors import PathError
 from hopnet.structures import perpendicular_widths, species_symbol
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from hopnet.datasets.splits import grouped_kfold, scenario_labels
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV, classifier_metrics, regression_metrics
-from hopnet.provenance import atomic_write_text, run_record
+from hopnet.infra.provenance import atomic_write_text, run_record
 
 log = logging.getLogger(__name__)
 

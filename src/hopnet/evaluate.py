@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hopnet.errors import DataError, HopnetError
+from hopnet.infra.errors import DataError, HopnetError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV, classifier_metrics, regression_metrics
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def evaluate(model: Any, data: Any, threshold: float = DEFAULT_THRESHOLD_EV,
     ``model``: shipped name, model folder or predictor; ``data``: data-set name, band JSON file or
     Dataset; ``threshold``: good/poor conductor cut in eV."""
     from hopnet.models.classical import band_structures
-    from hopnet.provenance import run_record
+    from hopnet.infra.provenance import run_record
 
     threshold = float(threshold)
     if not math.isfinite(threshold):

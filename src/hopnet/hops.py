@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hopnet.cells import locate, symbols
-from hopnet.errors import PathError
+from hopnet.infra.errors import PathError
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from hopnet.errors import PathError, StructureError
+from hopnet.infra.errors import PathError, StructureError
 from hopnet.structures import perpendicular_widths
 
 __all__ = ["InterstitialSite", "PAD", "default_min_distance", "expand_sites", "fill_sites", "find_interstitials",

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from hopnet.errors import HopnetError, PathError
+from hopnet.infra.errors import HopnetError, PathError
 from hopnet.paths import MigrationPath
 from hopnet.potentials import BACKBONES, MISSING_CHGNET, PotentialDependencyError
 
@@ -429,7 +429,7 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
 def read_results(out_jsonl: str | os.PathLike) -> list[dict]:
     """The records of a results file written by :func:`run_neb_many` ([] when absent). A last
     line cut short by an interrupted run is ignored."""
-    from hopnet.provenance import read_jsonl
+    from hopnet.infra.provenance import read_jsonl
 
     return read_jsonl(out_jsonl)
 
@@ -445,7 +445,7 @@ def run_neb_many(
     ids already there (resume). A path whose NEB fails gives an error row (``{"id", "error",
     ...}``, also returned) instead of stopping the run. Returns the results computed in this
     call. Ids must be unique."""
-    from hopnet.provenance import append_jsonl, git_commit, package_version
+    from hopnet.infra.provenance import append_jsonl, git_commit, package_version
 
     provenance = {"hopnet_version": package_version(), "git_commit": git_commit()}
     done: set[str] = set()

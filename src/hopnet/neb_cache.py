@@ -1,6 +1,6 @@
 """Sealed on-disk cache of universal-potential NEB results.
 
-A result is stored as ``<root>/<aa>/<key>.json``, a sealed file (:mod:`hopnet.integrity`: payload
+A result is stored as ``<root>/<aa>/<key>.json``, a sealed file (:mod:`hopnet.infra.integrity`: payload
 + sha256 trailer, written via temporary file + fsync + rename). The key is the sha256 of
 
 * the band the NEB ran on (after the canonical cell was built, so the same hop given in any
@@ -59,7 +59,7 @@ class NebCache:
 
     def get(self, key: str) -> dict | None:
         """The stored result, or None (absent, or damaged: then removed)."""
-        from hopnet.integrity import CorruptFileError, read_sealed
+        from hopnet.infra.integrity import CorruptFileError, read_sealed
 
         f = self._file(key)
         if not f.is_file():
@@ -76,7 +76,7 @@ class NebCache:
         return record
 
     def put(self, key: str, record: dict) -> None:
-        from hopnet.integrity import write_sealed
+        from hopnet.infra.integrity import write_sealed
 
         f = self._file(key)
         f.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 from pymatgen.core import Element, Structure
 
-from hopnet.errors import HopnetError, PathError, StructureError
+from hopnet.infra.errors import HopnetError, PathError, StructureError
 from hopnet.structures import (
     check_cell,
     species_symbol,

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 __all__ = [
     "BOLTZMANN_EV_PER_K",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
 from hopnet.structures import species_symbol
 
@@ -29,7 +29,7 @@ def parity_plot(
     title: str = "",
 ) -> None:
     """Write :func:`parity_png` to ``path`` atomically."""
-    from hopnet.provenance import atomic_write_bytes
+    from hopnet.infra.provenance import atomic_write_bytes
 
     atomic_write_bytes(path, parity_png(targets, predictions, std=std, threshold=threshold, title=title))
 
@@ -421,7 +421,7 @@ def hop_network_png(result: Any, axis: str | None = None, *, structure: Any | No
 def hop_network_plot(result: Any, path: str | os.PathLike, axis: str | None = None, *,
                      structure: Any | None = None, title: str | None = None) -> Path:
     """Write :func:`hop_network_png` to ``path`` atomically; returns the path."""
-    from hopnet.provenance import atomic_write_bytes
+    from hopnet.infra.provenance import atomic_write_bytes
 
     if axis is not None and axis not in AXES:
         raise HopnetError(f"projection axis must be one of a, b, c, got {axis!r}")

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 __all__ = ["Potential", "ChgnetPotential", "SevennetPotential", "load_potential", "BatchedImages",
            "PotentialDependencyError", "BACKBONES"]

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hopnet.errors import HopnetError, PathError, StructureError
+from hopnet.infra.errors import HopnetError, PathError, StructureError
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
 from hopnet.structures import species_symbol
 
@@ -214,7 +214,7 @@ def _model_name(predictor: Any, model: Any) -> str:
 
 def _calibration(predictor: Any, name: str) -> Any:
     """The model's :class:`~hopnet.models.calibration.Calibration` (``metadata["calibration"]``),
-    None when it has none; a malformed block raises :class:`~hopnet.errors.ModelFileError`."""
+    None when it has none; a malformed block raises :class:`~hopnet.infra.errors.ModelFileError`."""
     block = (getattr(predictor, "metadata", None) or {}).get("calibration")
     if block is None:
         return None

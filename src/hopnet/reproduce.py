@@ -32,7 +32,7 @@ import numpy as np
 
 from hopnet.crossval import cross_validate, load_records, run_fold, summarize
 from hopnet.metrics import DEFAULT_THRESHOLD_EV, classifier_metrics, regression_metrics
-from hopnet.provenance import atomic_write_text, run_record
+from hopnet.infra.provenance import atomic_write_text, run_record
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ MODELS: dict[str, tuple[str, dict | None]] = {
 def model_spec(name: str, quick: bool = False, paper: bool = False) -> dict:
     """The run spec (as in a ``hopnet train`` run file) of a named model of the comparison."""
     if name not in MODELS:
-        from hopnet.errors import HopnetError
+        from hopnet.infra.errors import HopnetError
 
         raise HopnetError(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
     _, gnn = MODELS[name]
@@ -74,7 +74,7 @@ def model_spec(name: str, quick: bool = False, paper: bool = False) -> dict:
         return {"model": "classical", "classical": classical, "seeds": [0]}
     gnn = deepcopy(gnn)
     if paper and gnn.get("pretrained_encoder"):
-        from hopnet.errors import HopnetError
+        from hopnet.infra.errors import HopnetError
 
         raise HopnetError(f"{name} starts from the shipped CPU-size '{gnn['pretrained_encoder']}' encoder; "
                           "--paper needs a paper-size pre-trained encoder (hopnet pretrain --properties all)")

@@ -49,7 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hopnet.cells import canonical_hop, locate, primitive_cell, supercell_diagonal, symbols
-from hopnet.errors import HopnetError, PathError, StructureError
+from hopnet.infra.errors import HopnetError, PathError, StructureError
 from hopnet.hops import hop_graph
 from hopnet.metrics import DEFAULT_THRESHOLD_EV
 from hopnet.percolation import Percolation, network_dimensionality, percolation_barriers

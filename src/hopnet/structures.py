@@ -6,7 +6,7 @@
 * :func:`from_jarvis` / :func:`to_jarvis`, :func:`from_ase` / :func:`to_ase`,
   :func:`read_structure` / :func:`write_structure` convert one way each.
 * :func:`validate_structure` rejects what is not physical (NaN, absurd cell, overlapping atoms,
-  unknown elements, disorder) with a one-line :class:`~hopnet.errors.StructureError`.
+  unknown elements, disorder) with a one-line :class:`~hopnet.infra.errors.StructureError`.
 * :func:`structure_hash` is a stable key (graph cache).
 
 Units: lengths in Å, volumes in Å^3. Site order is always preserved (bands depend on it).
@@ -26,8 +26,8 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.core.periodic_table import DummySpecies
 
-from hopnet.errors import StructureError
-from hopnet.provenance import atomic_write_text
+from hopnet.infra.errors import StructureError
+from hopnet.infra.provenance import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 # subcommand name -> module under hopnet.cli (imported lazily so `hopnet --help` is fast)
 SUBCOMMANDS: dict[str, str] = {

@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 def check_threshold(value: float, flag: str = "--threshold") -> float:

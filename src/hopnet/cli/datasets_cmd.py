@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 def register(subparsers: Any) -> None:
@@ -63,7 +63,7 @@ def _run_list(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<{w}}  {r['entries']:>7}  {r['source']:<15}  {r['description']}")
     if any(r["file"] is None for r in rows):
-        from hopnet.runtime import env_flag
+        from hopnet.infra.runtime import env_flag
 
         how = ("HOPNET_OFFLINE is set: unset it to let hopnet try the public original on first use"
                if env_flag("HOPNET_OFFLINE") else "on first use hopnet tries a download of the public original")

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from hopnet.cli.common import check_output_file, check_threshold
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +51,7 @@ def summary_lines(report: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from hopnet.evaluate import evaluate
-    from hopnet.provenance import atomic_write_bytes, atomic_write_text
+    from hopnet.infra.provenance import atomic_write_bytes, atomic_write_text
 
     args.threshold = check_threshold(args.threshold)
     check_output_file(args.output, "--output")

@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Any
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 def register(subparsers: Any) -> None:

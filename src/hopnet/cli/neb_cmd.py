@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 def register(subparsers: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hopnet.cli.common import check_output_file, check_threshold
-from hopnet.errors import HopnetError, PathError, StructureError
+from hopnet.infra.errors import HopnetError, PathError, StructureError
 
 
 def register(subparsers: Any) -> None:
@@ -116,7 +116,7 @@ def _items(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     from hopnet.metrics import DEFAULT_THRESHOLD_EV
     from hopnet.predict import DEFAULT_MAX_ATOMS, predict_many
-    from hopnet.provenance import atomic_write_text
+    from hopnet.infra.provenance import atomic_write_text
 
     if args.threshold is None:
         args.threshold = DEFAULT_THRESHOLD_EV

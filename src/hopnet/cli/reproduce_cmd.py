@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from hopnet import reproduce
-    from hopnet.runtime import tune_allocator
+    from hopnet.infra.runtime import tune_allocator
 
     if args.threads:
         torch.set_num_threads(args.threads)

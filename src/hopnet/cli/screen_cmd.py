@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from hopnet.cli.common import check_output_file, check_threshold
-from hopnet.errors import HopnetError
-from hopnet.provenance import append_jsonl, atomic_write_bytes, atomic_write_text
+from hopnet.infra.errors import HopnetError
+from hopnet.infra.provenance import append_jsonl, atomic_write_bytes, atomic_write_text
 
 _STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".cssr", ".res", ".xsf", ".cell"}
 _STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
@@ -417,7 +417,7 @@ def _screen_one(f: Path, args: argparse.Namespace, heartbeat: bool = False, **kw
 
 def run(args: argparse.Namespace) -> int:
     from hopnet.predict import DEFAULT_MAX_ATOMS
-    from hopnet.provenance import run_record
+    from hopnet.infra.provenance import run_record
 
     if not (math.isfinite(args.max_hop) and args.max_hop > 0):
         raise HopnetError(f"--max-hop must be a positive length in Å, got {args.max_hop}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hopnet.cli.common import add_optimiser_flags
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from hopnet.errors import DataError
+from hopnet.infra.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from hopnet.errors import DataError
+from hopnet.infra.errors import DataError
 
 log = logging.getLogger(__name__)
 

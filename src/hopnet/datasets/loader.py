@@ -33,8 +33,8 @@ from hopnet.datasets.download import (
     download_verified,
 )
 from hopnet.datasets.registry import REGISTRY, DatasetInfo, get_info
-from hopnet.errors import DataError
-from hopnet.runtime import env_flag
+from hopnet.infra.errors import DataError
+from hopnet.infra.runtime import env_flag
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from hopnet.datasets.core import Entry, EntrySequence
-from hopnet.errors import DataError
+from hopnet.infra.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hopnet.errors import DataError
+from hopnet.infra.errors import DataError
 
 #: format of a registered file: "band" = migration-barrier bands (``sys_name``, ``class``, ...),
 #: "property" = ``{"jid", "target", "atoms"}`` property records.

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from hopnet.datasets.core import Dataset, Entry
-from hopnet.errors import DataError
+from hopnet.infra.errors import DataError
 
 Split = tuple[np.ndarray, np.ndarray]
 GroupBy = str | Callable[[Entry], str]

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from hopnet.errors import StructureError
+from hopnet.infra.errors import StructureError
 from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.data import GRAPH_FIELDS, AlignnGraph, as_structure, build_graph
 
@@ -38,7 +38,7 @@ def structure_hash(structure: Any, decimals: int = 6) -> str:
 class GraphCache:
     """Graphs stored as ``<root>/<aa>/<key>.pt`` (a dict of tensors).
 
-    Files are sealed (:mod:`hopnet.integrity`: sha256 trailer) and written atomically
+    Files are sealed (:mod:`hopnet.infra.integrity`: sha256 trailer) and written atomically
     (temporary file, fsync, ``os.replace``), so concurrent writers are safe; a file that is
     truncated, altered or otherwise unreadable is rebuilt with a warning, never loaded.
     """
@@ -74,7 +74,7 @@ class GraphCache:
 
     @staticmethod
     def _load(path: Path) -> AlignnGraph:
-        from hopnet.integrity import load_torch_sealed
+        from hopnet.infra.integrity import load_torch_sealed
 
         data = load_torch_sealed(path, "graph cache file")
         if not isinstance(data, dict) or set(data) != set(GRAPH_FIELDS):
@@ -94,7 +94,7 @@ class GraphCache:
 
     @staticmethod
     def _save(path: Path, graph: AlignnGraph) -> None:
-        from hopnet.integrity import save_torch_sealed
+        from hopnet.infra.integrity import save_torch_sealed
 
         try:
             save_torch_sealed({f: getattr(graph, f) for f in GRAPH_FIELDS}, path)

@@ -7,8 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hopnet.configs import check_keys
-from hopnet.errors import HopnetError, StructureError
+from hopnet.infra.configs import check_keys
+from hopnet.infra.errors import HopnetError, StructureError
 
 #: Bump when the stored graph layout or construction rules change (invalidates caches).
 GRAPH_FORMAT_VERSION = 1

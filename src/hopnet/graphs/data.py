@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from hopnet.errors import PathError, StructureError
+from hopnet.infra.errors import PathError, StructureError
 from hopnet.graphs.config import GraphConfig, check_graph_memory
 from hopnet.graphs.features import atom_features
 from hopnet.graphs.linegraph import (

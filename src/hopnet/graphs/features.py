@@ -13,7 +13,7 @@ from importlib import resources
 
 import numpy as np
 
-from hopnet.errors import StructureError
+from hopnet.infra.errors import StructureError
 
 FEATURE_DIM = 92
 _TABLE_FILE = "element_features.json"

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         same = args.output.exists() and args.output.read_text() == text
         sys.stdout.write(("up to date" if same else "DIFFERS") + f": {args.output}\n")
         return 0 if same else 1
-    from hopnet.provenance import atomic_write_text
+    from hopnet.infra.provenance import atomic_write_text
 
     atomic_write_text(args.output, text)
     sys.stdout.write(f"wrote {args.output}\n")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hopnet.errors import StructureError
+from hopnet.infra.errors import StructureError
 from hopnet.graphs.config import check_graph_memory
 from hopnet.structures import perpendicular_widths
 

@@ -55,8 +55,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hopnet.configs import check_keys
-from hopnet.errors import HopnetError, ModelFileError
+from hopnet.infra.configs import check_keys
+from hopnet.infra.errors import HopnetError, ModelFileError
 from hopnet.models.base import read_weights
 from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.features import FEATURE_DIM

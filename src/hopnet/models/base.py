@@ -29,7 +29,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from hopnet.errors import ModelFileError
+from hopnet.infra.errors import ModelFileError
 
 FORMAT_VERSION = 2  # 2: checksums + graph_code in metadata.json
 READABLE_VERSIONS = (1, 2)  # 1: written before checksums; loads without the integrity check
@@ -148,7 +148,7 @@ def read_model_files(folder: str | os.PathLike) -> tuple[dict, dict]:
 
 def _check_integrity(folder: Path, config: dict, metadata: dict) -> None:
     """Payload checksums, and for graph models the graph code they were trained with."""
-    from hopnet.integrity import verify_checksums
+    from hopnet.infra.integrity import verify_checksums
 
     if "checksums" not in metadata:
         raise ModelFileError(f"{folder}: metadata.json has no checksums (required by format version 2)")
@@ -187,7 +187,7 @@ def load_model(name_or_path: str | os.PathLike) -> BarrierPredictor:
 
 def new_metadata(**fields: Any) -> dict:
     """The metadata block every model folder carries (provenance filled in here)."""
-    from hopnet.provenance import git_commit, package_version
+    from hopnet.infra.provenance import git_commit, package_version
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -209,7 +209,7 @@ def write_model_dir(
 ) -> Path:
     """Write a model folder atomically: everything goes to a temporary sibling folder which then
     replaces ``folder`` in one rename, so a crash never leaves a half-written model."""
-    from hopnet.provenance import remove_stale_temporaries
+    from hopnet.infra.provenance import remove_stale_temporaries
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +238,7 @@ def write_model_dir(
 def seal_metadata(folder: str | os.PathLike, config: dict, metadata: dict) -> dict:
     """``metadata`` at the current format version, with the sha256 of every payload file in
     ``folder`` (all files but config.json and metadata.json) and, for graph kinds, the graph code."""
-    from hopnet.integrity import file_checksums
+    from hopnet.infra.integrity import file_checksums
 
     folder = Path(folder)
     payload = [p.name for p in folder.iterdir() if p.is_file() and p.name not in (CONFIG_FILE, METADATA_FILE)]

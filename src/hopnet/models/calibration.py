@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hopnet.errors import DataError, ModelFileError
+from hopnet.infra.errors import DataError, ModelFileError
 
 __all__ = [
     "FEATURES",

@@ -30,9 +30,9 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
-from hopnet.configs import check_keys
+from hopnet.infra.configs import check_keys
 from hopnet.descriptors import FEATURE_NAMES, DescriptorConfig, band_descriptors
-from hopnet.errors import DataError, HopnetError, ModelFileError, PathError
+from hopnet.infra.errors import DataError, HopnetError, ModelFileError, PathError
 from hopnet.models.base import Prediction, new_metadata, write_model_dir
 
 log = logging.getLogger(__name__)

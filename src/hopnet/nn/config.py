@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from hopnet.configs import check_keys
-from hopnet.errors import HopnetError
+from hopnet.infra.configs import check_keys
+from hopnet.infra.errors import HopnetError
 
 Pooling = Literal["mean", "attention"]
 Implementation = Literal["fused", "reference"]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 from hopnet.nn.config import EncoderConfig
 from hopnet.nn.fused import BondPairStream, Segments, gaussian_mlp
 from hopnet.nn.layers import AlignnLayer, EdgeGatedGraphConv, MLPLayer, RBFExpansion

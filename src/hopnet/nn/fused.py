@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 _aten = torch.ops.aten
 

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 from hopnet.nn.config import EncoderConfig
 from hopnet.nn.encoder import AlignnEncoder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 class PoolingError(HopnetError, ValueError):

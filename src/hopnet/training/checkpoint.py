@@ -1,4 +1,4 @@
-"""Lightning checkpoints as sealed files (:mod:`hopnet.integrity`): written atomically with a
+"""Lightning checkpoints as sealed files (:mod:`hopnet.infra.integrity`): written atomically with a
 sha256 trailer, checked when read, so a resume never starts from a truncated or damaged file."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from hopnet.integrity import CorruptFileError, load_torch_sealed, save_torch_sealed
+from hopnet.infra.integrity import CorruptFileError, load_torch_sealed, save_torch_sealed
 
 
 class SealedCheckpointIO(TorchCheckpointIO):
-    """Lightning's ``torch.save`` checkpoints, stored with :func:`hopnet.integrity.save_torch_sealed`
+    """Lightning's ``torch.save`` checkpoints, stored with :func:`hopnet.infra.integrity.save_torch_sealed`
     (temporary file, fsync, rename; sha256 trailer) and verified by :func:`read_checkpoint`."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
@@ -29,7 +29,7 @@ class SealedCheckpointIO(TorchCheckpointIO):
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint written by :class:`SealedCheckpointIO` (CPU tensors, checksum verified); a
-    damaged one is a :class:`hopnet.integrity.CorruptFileError` saying how to recover."""
+    damaged one is a :class:`hopnet.infra.integrity.CorruptFileError` saying how to recover."""
     path = Path(path)
     try:
         return load_torch_sealed(path, "checkpoint", weights_only=False)

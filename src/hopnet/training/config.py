@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hopnet.configs import check_keys
-from hopnet.errors import HopnetError
+from hopnet.infra.configs import check_keys
+from hopnet.infra.errors import HopnetError
 from hopnet.models.barrier import BarrierModelConfig
 
 Schedule = Literal["onecycle", "cosine"]

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset as TorchDataset
 from torch_geometric.data import Batch
 
-from hopnet.errors import DataError, HopnetError
+from hopnet.infra.errors import DataError, HopnetError
 from hopnet.graphs import AlignnGraph, GraphCache, build_graph
 from hopnet.models.barrier import BarrierModelConfig
 from hopnet.paths import MigrationPath, as_path

@@ -45,8 +45,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset as TorchDataset
 
 from hopnet.datasets.multiprop import MultiPropertyDataset
-from hopnet.errors import DataError, HopnetError, ModelFileError
-from hopnet.configs import check_keys
+from hopnet.infra.errors import DataError, HopnetError, ModelFileError
+from hopnet.infra.configs import check_keys
 from hopnet.models.base import read_weights
 from hopnet.graphs import AlignnGraph, GraphCache, build_graph
 from hopnet.graphs.config import GraphConfig
@@ -525,7 +525,7 @@ def export_encoder(model_dir: str | os.PathLike, path: str | os.PathLike, member
     """Write the encoder ``state_dict`` of a property model folder (one member) to ``path``:
     the file ``BarrierModelConfig.pretrained_encoder`` loads (the barrier model's encoder config
     must match: same sizes, and ``graph.mobile_flag`` off unless the source had it)."""
-    from hopnet.provenance import atomic_write_bytes
+    from hopnet.infra.provenance import atomic_write_bytes
 
     models, _, _ = load_property_model(model_dir)
     if not 0 <= member < len(models):

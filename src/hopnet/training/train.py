@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hopnet.errors import DataError, HopnetError
-from hopnet.integrity import CorruptFileError, load_torch_sealed, save_torch_sealed
+from hopnet.infra.errors import DataError, HopnetError
+from hopnet.infra.integrity import CorruptFileError, load_torch_sealed, save_torch_sealed
 from hopnet.models.barrier import WEIGHTS_FILE, BarrierModelConfig, GNNPredictor, build_model
 from hopnet.training.checkpoint import SealedCheckpointIO, read_checkpoint
 from hopnet.training.config import TrainingConfig
@@ -138,7 +138,7 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from hopnet.runtime import tune_allocator
+    from hopnet.infra.runtime import tune_allocator
 
     tune_allocator()  # large bond-pair tensors: keep freed memory in the heap (HOPNET_TUNE_ALLOCATOR=0: off)
     final = run_dir / FINAL_FILE

@@ -46,7 +46,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from hopnet.errors import HopnetError, ModelFileError
+from hopnet.infra.errors import HopnetError, ModelFileError
 from hopnet.models.base import read_weights
 
 log = logging.getLogger(__name__)

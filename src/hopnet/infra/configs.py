@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from hopnet.errors import HopnetError
+from hopnet.infra.errors import HopnetError
 
 
 def check_keys(cls: type, data: Any, what: str, error: type[Exception] = HopnetError) -> dict:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from hopnet.errors import ModelFileError
+from hopnet.infra.errors import ModelFileError
 
 SEAL_MAGIC = b"HOPNETSH"
 SEAL_SIZE = len(SEAL_MAGIC) + 32
@@ -46,7 +46,7 @@ def unseal(data: bytes, what: str) -> bytes:
 
 def write_sealed(path: str | os.PathLike, payload: bytes) -> None:
     """Atomically write sealed ``payload`` to ``path`` (temporary file, fsync, rename)."""
-    from hopnet.provenance import atomic_write_bytes
+    from hopnet.infra.provenance import atomic_write_bytes
 
     atomic_write_bytes(path, seal(payload))
 

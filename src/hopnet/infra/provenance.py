@@ -173,7 +173,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     line (an interrupted run) is ignored with a warning; a bad line elsewhere is a DataError."""
     import logging
 
-    from hopnet.errors import DataError
+    from hopnet.infra.errors import DataError
 
     p = Path(path)
     if not p.is_file():
