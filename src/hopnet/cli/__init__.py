@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "hopnet.cli.train_cmd",
     "evaluate": "hopnet.cli.evaluate_cmd",
     "neb": "hopnet.cli.neb_cmd",
+    "import-neb": "hopnet.cli.import_neb_cmd",
     "reproduce": "hopnet.cli.reproduce_cmd",
     "models": "hopnet.cli.models_cmd",
     "predict": "hopnet.cli.predict_cmd",
