@@ -53,7 +53,7 @@ def worker(model: str, repeat: int, rounds: int) -> dict:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    import hopnet.predict as hp
+    import hopnet.inference as hp
 
     t0 = time.perf_counter()
     hp.get_model(model)

@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from hopnet.predict import get_model
+    from hopnet.inference import get_model
     from hopnet.infra.provenance import atomic_write_text, run_record
-    from hopnet.screen import screen
+    from hopnet.screening import screen
 
     get_model("default")
     rows = []

@@ -205,7 +205,7 @@ def main() -> None:
 
 def write_calibration(model_dir: Path, block: dict) -> None:
     """Set ``metadata["calibration"] = block`` (atomically; the file keeps its formatting)."""
-    from hopnet.models.base import METADATA_FILE
+    from hopnet.models.folder import METADATA_FILE
 
     Calibration.from_dict(block)  # a block the loader would reject is never written
     path = model_dir / METADATA_FILE

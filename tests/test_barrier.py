@@ -1,4 +1,4 @@
-"""Barrier models 1-4 (hopnet.models.barrier) and their input graphs (hopnet.training.data)."""
+"""Barrier models 1-4 (hopnet.models.barrier) and their input graphs (hopnet.models.inputs)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hopnet.models.barrier import BarrierConfigError, BarrierModelConfig, build_
 from hopnet.nn import EncoderConfig
 from hopnet.paths import MigrationPath
 from hopnet.structures import to_jarvis
-from hopnet.training.data import (
+from hopnet.models.inputs import (
     BarrierGraphs, collate, induced_subgraph, make_loader, path_graphs, segment_distances,
 )
 

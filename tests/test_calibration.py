@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-import hopnet.predict as hp
+import hopnet.inference as hp
 from hopnet.cli import main
 from hopnet.infra.errors import DataError, ModelFileError
-from hopnet.models.base import Prediction, shipped_models
+from hopnet.models.folder import Prediction, shipped_models
 from hopnet.models.calibration import (
     Calibration,
     coverage,
@@ -123,7 +123,7 @@ def test_prob_below_is_a_monotone_probability() -> None:
     assert np.isnan(prob_below([np.nan], [0.2], 0.65)[0]) and np.isnan(prob_below([0.2], [np.nan], 0.65)[0])
 
 
-# ---------------------------------------------------------------- hopnet.predict
+# ---------------------------------------------------------------- hopnet.inference
 def test_shipped_default_reports_a_calibrated_sigma() -> None:
     meta = json.loads((shipped_models()["default"] / "metadata.json").read_text())
     cal = Calibration.from_dict(meta["calibration"])

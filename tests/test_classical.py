@@ -9,7 +9,7 @@ import pytest
 
 from hopnet.descriptors import FEATURE_NAMES
 from hopnet.infra.errors import ModelFileError
-from hopnet.models.base import load_model
+from hopnet.models.folder import load_model
 from hopnet.models.classical import (
     ClassicalConfig,
     EstimatorConfig,

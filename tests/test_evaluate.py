@@ -13,7 +13,7 @@ import pytest
 from hopnet.cli import main
 from hopnet.infra.errors import DataError, ModelFileError
 from hopnet.evaluate import evaluate
-from hopnet.models.base import Prediction
+from hopnet.models.folder import Prediction
 
 # a tiny band: Li hopping along x through a simple cubic O/Mg frame (5 images, then the host)
 LATTICE = [[6.0, 0, 0], [0, 6.0, 0], [0, 0, 6.0]]

@@ -273,7 +273,7 @@ def test_classical_model_with_neb_features_ships_its_training_table(data_dir, tm
     loaded it predicts the same numbers."""
     from hopnet import neb as nebmod
     from hopnet.datasets import load
-    from hopnet.models.base import load_model
+    from hopnet.models.folder import load_model
     from hopnet.models.classical import (NEB_TABLE_FILE, ClassicalConfig, band_structures,
                                          model_feature_names, train_classical)
     from hopnet.neb import NEB_FEATURE_NAMES, paths_from_entries
@@ -306,7 +306,7 @@ def test_screen_refines_only_the_deciding_hops(data_dir, tmp_path):
     from hopnet.datasets import load
     from hopnet.models.classical import ClassicalConfig, train_classical
     from hopnet.neb import paths_from_entries
-    from hopnet.screen import deciding_hops, screen
+    from hopnet.screening import deciding_hops, screen
 
     ds = load("migration-barriers", data_dir=data_dir)
     sub = ds.subset(np.array([k for k, e in enumerate(ds) if e.id in ("MgTb2Se4", "NaSc2Se4", "MgY2Te4", "Li4P2S7")]))
@@ -328,7 +328,7 @@ def test_screen_refines_only_the_deciding_hops(data_dir, tmp_path):
 
 
 def test_cli_refine_without_an_accurate_model_is_one_line(capsys):
-    from hopnet.models.base import shipped_models
+    from hopnet.models.folder import shipped_models
 
     if "accurate" in shipped_models():
         pytest.skip("an accurate model ships")

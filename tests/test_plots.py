@@ -13,7 +13,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from hopnet.infra.errors import HopnetError
-from hopnet.models.base import Prediction
+from hopnet.models.folder import Prediction
 from hopnet.plots import (
     choose_axis,
     equivalent_edges,
@@ -23,7 +23,7 @@ from hopnet.plots import (
     projection_basis,
 )
 from hopnet.percolation import Percolation
-from hopnet.screen import ScreenHop, ScreenResult, screen
+from hopnet.screening import ScreenHop, ScreenResult, screen
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -1,4 +1,4 @@
-"""hopnet.predict: one hop and many hops with the shipped default model."""
+"""hopnet.inference: one hop and many hops with the shipped default model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-import hopnet.predict as hp
+import hopnet.inference as hp
 from hopnet.infra.errors import HopnetError, ModelFileError, PathError, StructureError
 from hopnet.paths import MigrationPath
 from hopnet.structures import to_ase
@@ -170,7 +170,7 @@ def test_examples_predict_without_warnings() -> None:
 
 
 def test_dataset_bands_match_the_model(band_entries: list[dict]) -> None:
-    from hopnet.models.base import load_model
+    from hopnet.models.folder import load_model
     from hopnet.paths import as_path
 
     entries = band_entries[:40]

@@ -53,7 +53,7 @@ def test_fractional_end_points(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_band_file_is_accepted_directly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from hopnet.predict import predict
+    from hopnet.inference import predict
     from hopnet.structures import to_jarvis
 
     ref = predict(LFP, "Li", 0, 4)
@@ -94,7 +94,7 @@ def test_long_hop_warns_but_predicts(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def _old_model(tmp_path: Path) -> str:
-    from hopnet.models.base import shipped_models
+    from hopnet.models.folder import shipped_models
 
     folder = tmp_path / "old_model"
     shutil.copytree(shipped_models()["default"], folder)

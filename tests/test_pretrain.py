@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from hopnet.cli import main
-from hopnet.models.base import load_model
-from hopnet.training.pretrain import load_property_model, masked_l1, sample_indices
+from hopnet.models.folder import load_model
+from hopnet.models.property import load_property_model
+from hopnet.training.pretrain import masked_l1, sample_indices
 
 torch.set_num_threads(1)
 
@@ -131,7 +132,7 @@ def test_pretrain_finetune_cli(data_dir, tmp_path, capsys):
     assert line and all(torch.equal(src[k], dst[k]) for k in line)
     assert not all(torch.equal(src[k], dst[k]) for k in dst if k.startswith("encoder.gcn_layers."))
 
-    # the model folder loads through hopnet.models.base; it predicts properties, not barriers
+    # the model folder loads through hopnet.models.folder; it predicts properties, not barriers
     pred = load_model(ft / "model")
     out = pred.predict_structures([cell(3.3, ["Na", "Cl"]), cell(3.9, ["K", "Br"])])
     assert out.shape == (2, 1) and np.isfinite(out).all()

@@ -21,7 +21,7 @@ from hopnet.cli import main
 from hopnet.infra.errors import ModelFileError
 from hopnet.infra.integrity import (SEAL_SIZE, CorruptFileError, load_torch_sealed, read_sealed, save_torch_sealed,
                               seal, unseal)
-from hopnet.models.base import load_model
+from hopnet.models.folder import load_model
 from test_barrier import synthetic_entries
 from test_pretrain import write_prop
 
@@ -233,7 +233,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
 
 
 def test_temporaries_of_killed_writers_are_cleaned_up(tmp_path):
-    from hopnet.models.base import write_model_dir
+    from hopnet.models.folder import write_model_dir
     from hopnet.infra.provenance import atomic_write_text
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -314,7 +314,7 @@ def _copy(folder: Path, tmp_path: Path) -> Path:
 
 
 def test_model_folder_records_format_checksums_and_graph_code(small_model):
-    from hopnet.models.base import FORMAT_VERSION, graph_code
+    from hopnet.models.folder import FORMAT_VERSION, graph_code
     from hopnet.infra.integrity import sha256_file
 
     meta = json.loads((small_model / "metadata.json").read_text())

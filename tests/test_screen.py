@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-import hopnet.predict as hp
+import hopnet.inference as hp
 from hopnet.cli import main
 from hopnet.infra.errors import PathError
-from hopnet.models.base import Prediction
+from hopnet.models.folder import Prediction
 from hopnet.percolation import network_dimensionality, percolation_barriers
-from hopnet.screen import band_supercell, find_hops, screen
+from hopnet.screening import band_supercell, find_hops, screen
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -433,7 +433,7 @@ def _sources(csv_path: Path) -> list[str]:
 
 
 def test_cli_interrupt_keeps_finished_structures_and_resume_completes(tmp_path, capsys, fake_model, monkeypatch):
-    import hopnet.screen as hs
+    import hopnet.screening as hs
 
     files = _three_cifs(tmp_path / "cifs")
     out_csv, out_json = tmp_path / "h.csv", tmp_path / "h.json"
@@ -483,7 +483,7 @@ def test_cli_resume_cuts_a_row_left_half_written(tmp_path, capsys, fake_model):
 def test_cli_timeout_is_a_failure_row_not_a_stall(tmp_path, capsys, fake_model, monkeypatch):
     import time
 
-    import hopnet.screen as hs
+    import hopnet.screening as hs
 
     files = _three_cifs(tmp_path / "cifs")
     real = hs.screen
@@ -535,7 +535,7 @@ def test_cli_single_slow_structure_says_it_is_running(tmp_path, capsys, fake_mod
     import time
 
     import hopnet.cli.screen_cmd as sc
-    import hopnet.screen as hs
+    import hopnet.screening as hs
 
     cif = _three_cifs(tmp_path / "cifs")[0]
     real = hs.screen

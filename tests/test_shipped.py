@@ -9,7 +9,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from hopnet.cli import main
-from hopnet.models.base import load_model, read_model_files, shipped_models
+from hopnet.models.folder import load_model, read_model_files, shipped_models
 from hopnet.paths import MigrationPath
 
 
@@ -67,7 +67,7 @@ def test_mpt_ships_and_fine_tunes_offline(tmp_path, capsys):
     import torch
 
     from hopnet.models.barrier import BarrierModelConfig, build_model
-    from hopnet.training.pretrain import load_property_model
+    from hopnet.models.property import load_property_model
 
     assert "mpt" in shipped_models()
     models, cfg, meta = load_property_model("mpt")

@@ -14,10 +14,10 @@ import torch
 from hopnet.datasets import Entry
 from hopnet.infra.errors import DataError, ModelFileError
 from hopnet.models.barrier import BarrierModelConfig, build_model
-from hopnet.models.base import load_model, seal_metadata
+from hopnet.models.folder import load_model, seal_metadata
 from hopnet.nn import EncoderConfig
 from hopnet.training.config import TrainingConfig, TrainingConfigError, load_run_config
-from hopnet.training.data import BarrierGraphs, make_loader
+from hopnet.models.inputs import BarrierGraphs, make_loader
 from hopnet.training.train import carve_validation, train
 from test_barrier import synthetic_entries
 
@@ -194,7 +194,7 @@ def test_cli_train_from_yaml_and_flags(tmp_path, entries, capsys):
 
 
 def test_bf16_mixed_precision_trains_and_predicts(tmp_path, entries):
-    from hopnet.models.base import load_model, seal_metadata
+    from hopnet.models.folder import load_model, seal_metadata
 
     folder = train(entries, MODEL, replace(TRAIN, precision="bf16-mixed"), tmp_path / "bf16")
     pred = load_model(folder).predict_paths(entries)
@@ -203,16 +203,20 @@ def test_bf16_mixed_precision_trains_and_predicts(tmp_path, entries):
         replace(TRAIN, precision="fp8")
 
 
-def test_every_training_run_tunes_the_allocator_unless_turned_off(tmp_path, entries, monkeypatch):
-    """``fit_module`` (``hopnet train``, the Python API, pre-training) applies the runtime tuning
-    the benchmarks measure; ``HOPNET_TUNE_ALLOCATOR=0`` leaves the allocator alone."""
+def test_only_the_training_commands_tune_the_allocator(tmp_path, entries, monkeypatch):
+    """The library leaves process-wide settings alone (``train()`` from Python does not tune the
+    allocator); the CLI's training commands do; ``HOPNET_TUNE_ALLOCATOR=0`` turns it off."""
     import hopnet.infra.runtime as runtime
+    from hopnet.cli import main
 
     calls = []
     real = runtime.tune_allocator
     monkeypatch.setattr(runtime, "tune_allocator", lambda: calls.append(1) or real())
-    train(entries, MODEL, replace(TRAIN, epochs=1, ensemble=2), tmp_path / "t")
-    assert len(calls) == 2  # once per member run (idempotent)
+    train(entries, MODEL, replace(TRAIN, epochs=1, ensemble=1), tmp_path / "t")
+    assert calls == []
+    assert main(["models", "list"]) == 0 and calls == []
+    assert main(["train", "--lr", "nan", "--out", str(tmp_path / "o")]) != 0
+    assert calls == [1]
 
     monkeypatch.setattr(runtime, "_done", False)
     monkeypatch.setenv("HOPNET_TUNE_ALLOCATOR", "0")

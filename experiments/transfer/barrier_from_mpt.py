@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     from hopnet.datasets.splits import grouped_kfold
     from hopnet.metrics import regression_metrics
     from hopnet.models.barrier import BarrierModelConfig
-    from hopnet.models.base import load_model
+    from hopnet.models.folder import load_model
     from hopnet.nn.config import EncoderConfig
-    from hopnet.training.pretrain import export_encoder, load_property_model, pretrain
+    from hopnet.models.property import export_encoder, load_property_model
+    from hopnet.training.pretrain import pretrain
     from hopnet.training.train import train
 
     out = Path(args.out)
@@ -108,7 +109,7 @@ def cpu_profile(args: argparse.Namespace) -> int:
     from hopnet.crossval import cross_validate, load_records, summarize
     from hopnet.datasets import load
     from hopnet.reproduce import model_spec
-    from hopnet.training.pretrain import export_encoder
+    from hopnet.models.property import export_encoder
 
     if not args.mpt:
         raise SystemExit("--profile cpu needs --mpt (a hopnet pretrain --properties all model folder)")

@@ -18,9 +18,8 @@ from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.metrics import regression_metrics
 from hopnet.infra.provenance import append_jsonl, read_jsonl, run_record
 from hopnet.training.config import TrainingConfig
-from hopnet.training.pretrain import (
-    PropertyGraphs, finetune, load_property_model, predict_graphs, sample_indices,
-)
+from hopnet.models.property import PropertyGraphs, load_property_model, predict_graphs
+from hopnet.training.pretrain import finetune, sample_indices
 
 log = logging.getLogger("experiments.transfer")
 

@@ -1,26 +1,34 @@
-"""hopnet: ionic migration barriers in solids from ALIGNN graph networks.
+"""hopnet: ionic migration barriers in solids, in milliseconds instead of days of NEB.
 
-Importing the package does no work: no git calls, no device probing, no downloads.
+The public API: :func:`predict` / :func:`predict_many` (the barrier of a hop, from
+:mod:`hopnet.inference`), :func:`screen` (every distinct hop of a structure and its 1/2/3-D
+percolation barriers, from :mod:`hopnet.screening`) and :func:`load_model` (a shipped name or a
+model folder, from :mod:`hopnet.models.folder`).
+
+Importing the package does no work: no git calls, no device probing, no downloads; the
+functions are looked up in their modules on first use (PEP 562), so ``import hopnet`` stays free
+of torch and pymatgen.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from hopnet.infra.errors import HopnetError
+from hopnet.infra import package_version
 
-try:
-    __version__ = _version("hopnet")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+__version__ = package_version()
 
-from hopnet.infra.errors import HopnetError  # noqa: E402
+#: public name -> module that defines it
+_API = {"predict": "hopnet.inference", "predict_many": "hopnet.inference", "screen": "hopnet.screening",
+        "load_model": "hopnet.models.folder"}
 
-__all__ = ["__version__", "HopnetError"]
+__all__ = ["__version__", "HopnetError", *_API]
 
 
 def __getattr__(name: str):
-    """``hopnet.predict(...)`` / ``hopnet.predict_many(...)`` without importing the submodule
-    first (loaded on first use, so ``import hopnet`` stays free of torch and model loading)."""
-    if name in ("predict", "predict_many"):
+    if name in _API:
         import importlib
 
-        module = importlib.import_module("hopnet.predict")
-        return module if name == "predict" else module.predict_many
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'hopnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -58,7 +58,7 @@ def run_fold(spec: dict, dataset: Any, train_idx: np.ndarray, test_idx: np.ndarr
             return json.loads(out_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             log.warning("%s is damaged; running this fold again", out_file)
-    from hopnet.models.base import load_model
+    from hopnet.models.folder import load_model
 
     train_set, test_set = dataset.subset(train_idx), dataset.subset(test_idx)
     t0 = time.perf_counter()

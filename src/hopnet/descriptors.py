@@ -220,10 +220,3 @@ def band_descriptors(band: Structure, n_images: int = 5, config: DescriptorConfi
     if out.shape[0] != len(FEATURE_NAMES):  # pragma: no cover - guards the name list
         raise AssertionError("descriptor vector and FEATURE_NAMES disagree")
     return out
-
-
-def descriptor_matrix(bands, n_images: int = 5, config: DescriptorConfig | None = None) -> np.ndarray:
-    """Stack :func:`band_descriptors` for many bands into an (n, n_features) array."""
-    return np.stack([band_descriptors(b, n_images, config) for b in bands]) if bands else np.zeros(
-        (0, len(FEATURE_NAMES))
-    )

@@ -31,11 +31,11 @@ __all__ = ["evaluate", "load_eval_data", "resolve_predictor"]
 
 def resolve_predictor(model: Any) -> Any:
     """A predictor object (anything with ``predict_paths``) as is; a shipped model name or a
-    model folder loaded with :func:`hopnet.models.base.load_model`."""
+    model folder loaded with :func:`hopnet.models.folder.load_model`."""
     if hasattr(model, "predict_paths"):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from hopnet.models.base import load_model
+        from hopnet.models.folder import load_model
 
         return load_model(model)
     raise HopnetError(f"model must be a name, a model folder or a predictor, got {type(model).__name__}")

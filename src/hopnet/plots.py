@@ -85,7 +85,7 @@ def parity_png(
 
 
 # --------------------------------------------------------------------------- hop network
-# The hop network of a screened structure (``hopnet.screen.ScreenResult``), drawn over the cell
+# The hop network of a screened structure (``hopnet.screening.ScreenResult``), drawn over the cell
 # projected along one lattice vector. ``ScreenResult`` lists the symmetry-distinct hops only; every
 # edge of the network is recovered here by applying the structure's space-group operations
 # (spglib, the screen's ``symprec``) to each distinct hop and checking the count against the
@@ -143,7 +143,7 @@ def _locate_frac(frac: np.ndarray, lattice: np.ndarray, sites: np.ndarray, point
 
 def equivalent_edges(structure: Any, hops: Sequence[Any], ion: str, symprec: float = 0.1) -> list[NetworkEdge]:
     """Every edge of the hop network in ``structure`` (pymatgen): each distinct hop (``start``,
-    ``end``, ``image`` as in :class:`hopnet.screen.ScreenHop`) mapped by every space-group
+    ``end``, ``image`` as in :class:`hopnet.screening.ScreenHop`) mapped by every space-group
     operation of the structure (spglib, ``symprec`` Å), placed on the ``ion`` sites and
     de-duplicated (an edge and its reverse are one edge). Edges of one distinct hop are listed
     together, in the order of ``hops``; each starts on a site of the structure as stored."""
@@ -275,7 +275,7 @@ def screen_edges(network: Any) -> list[NetworkEdge]:
 
 def network_segments(result: Any, axis: str = "c", structure: Any | None = None,
                      edges: Sequence[NetworkEdge] | None = None, checked: bool = False) -> list[Segment]:
-    """The hop network of ``result`` (a :class:`hopnet.screen.ScreenResult`) as 2-D segments (Å)
+    """The hop network of ``result`` (a :class:`hopnet.screening.ScreenResult`) as 2-D segments (Å)
     projected along lattice vector ``axis`` (see :func:`projection_basis`). Each edge is drawn
     from its start site's home-cell position (fractional coordinates in [0, 1)); an edge that
     leaves the cell is drawn a second time from its end site's home-cell position backwards, so
@@ -310,7 +310,7 @@ def network_segments(result: Any, axis: str = "c", structure: Any | None = None,
 
 def hop_network_png(result: Any, axis: str | None = None, *, structure: Any | None = None,
                     title: str | None = None) -> bytes:
-    """PNG bytes of the hop network of ``result`` (:class:`hopnet.screen.ScreenResult`) over its
+    """PNG bytes of the hop network of ``result`` (:class:`hopnet.screening.ScreenResult`) over its
     structure projected along lattice vector ``axis`` ('a', 'b', 'c'; None picks the one most
     perpendicular to the lowest-barrier hops, :func:`choose_axis`): the cell outline, host atoms
     (grey, one marker per species), the mobile-ion sites, and every edge of the network coloured

@@ -30,6 +30,9 @@ SUBCOMMANDS: dict[str, str] = {
     "finetune": "hopnet.cli.finetune_cmd",
     "screen": "hopnet.cli.screen_cmd",
 }
+#: commands that train networks: the CLI tunes the allocator for them (:mod:`hopnet.infra.runtime`);
+#: the library never changes process-wide settings on its own
+TRAINING_COMMANDS = frozenset({"train", "pretrain", "finetune", "reproduce"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in TRAINING_COMMANDS:
+        from hopnet.infra.runtime import tune_allocator
+
+        tune_allocator()  # large bond-pair tensors: keep freed memory in the heap (HOPNET_TUNE_ALLOCATOR=0: off)
     try:
         return int(args.func(args) or 0)
     except HopnetError as exc:

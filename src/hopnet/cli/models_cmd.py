@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
 
 
 def model_summaries() -> list[dict]:
-    from hopnet.models.base import read_model_files, shipped_models
+    from hopnet.models.folder import read_model_files, shipped_models
 
     rows = []
     for name, folder in shipped_models().items():
@@ -45,7 +45,7 @@ def model_summaries() -> list[dict]:
 
 
 def _check(names: list[str]) -> int:
-    from hopnet.models.base import load_model, resolve_model_dir, shipped_models
+    from hopnet.models.folder import load_model, resolve_model_dir, shipped_models
 
     for name in names or list(shipped_models()):
         folder = resolve_model_dir(name)

@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
                    help="good-conductor cut: E_m below it is 'good' (default 0.65 eV, "
                         "hopnet.metrics.DEFAULT_THRESHOLD_EV; see `hopnet rate` for other particle sizes)")
     p.add_argument("--max-atoms", type=int, default=None, metavar="N",
-                   help="refuse cells with more atoms (default 2000, hopnet.predict.DEFAULT_MAX_ATOMS)")
+                   help="refuse cells with more atoms (default 2000, hopnet.inference.DEFAULT_MAX_ATOMS)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--output", default=None, metavar="FILE.json",
                    help="also write the JSON result to this file (atomically)")
@@ -115,7 +115,7 @@ def _items(args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from hopnet.metrics import DEFAULT_THRESHOLD_EV
-    from hopnet.predict import DEFAULT_MAX_ATOMS, predict_many
+    from hopnet.inference import DEFAULT_MAX_ATOMS, predict_many
     from hopnet.infra.provenance import atomic_write_text
 
     if args.threshold is None:

@@ -33,11 +33,9 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from hopnet import reproduce
-    from hopnet.infra.runtime import tune_allocator
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    tune_allocator()
     summary = reproduce.run(args.out, models=args.models, test=args.test, quick=args.quick,
                             paper=args.paper, cv=args.cv, seed=args.seed, threshold=args.threshold,
                             neb_results=args.neb)

@@ -175,7 +175,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _interstitials(value: str | None) -> int | None:
     """--interstitials: None for all, else a positive count (default :data:`DEFAULT_INTERSTITIALS`)."""
-    from hopnet.screen import DEFAULT_INTERSTITIALS
+    from hopnet.screening import DEFAULT_INTERSTITIALS
 
     if value is None:
         return DEFAULT_INTERSTITIALS
@@ -192,7 +192,7 @@ def _interstitials(value: str | None) -> int | None:
 
 def _insertion_options(args: argparse.Namespace) -> dict[str, Any]:
     """screen() keyword arguments of --min-image-distance, --insert-frac, --interstitials, --insert-min-dist."""
-    from hopnet.screen import DEFAULT_MIN_IMAGE_DISTANCE
+    from hopnet.screening import DEFAULT_MIN_IMAGE_DISTANCE
 
     mid = DEFAULT_MIN_IMAGE_DISTANCE if args.min_image_distance is None else float(args.min_image_distance)
     if not (math.isfinite(mid) and mid >= 0):
@@ -226,7 +226,7 @@ class _Outputs:
 
     def __init__(self, args: argparse.Namespace, single: bool, resume: bool) -> None:
         from hopnet.plots import hop_bar_chart, hop_network_png
-        from hopnet.screen import CSV_COLUMNS
+        from hopnet.screening import CSV_COLUMNS
 
         self._single = single
         self._renders = [(Path(getattr(args, flag)), render) for flag, render in
@@ -277,7 +277,7 @@ class _Outputs:
 
     def fail(self, source: str, error: str) -> None:
         """Commit one failed structure: a CSV row and a journal line with its error."""
-        from hopnet.screen import CSV_COLUMNS
+        from hopnet.screening import CSV_COLUMNS
 
         if self._csv is not None:
             row = [""] * len(CSV_COLUMNS)
@@ -397,7 +397,7 @@ def _on_alarm(signum: int, frame: Any) -> None:
 def _screen_one(f: Path, args: argparse.Namespace, heartbeat: bool = False, **kw: Any) -> Any:
     """screen() of one structure within --timeout seconds (a timed-out structure is a
     HopnetError: reported like any failure); ``heartbeat``: say on stderr while it runs long."""
-    from hopnet.screen import screen
+    from hopnet.screening import screen
 
     timeout = float(args.timeout)
     use_alarm = timeout > 0 and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
@@ -416,7 +416,7 @@ def _screen_one(f: Path, args: argparse.Namespace, heartbeat: bool = False, **kw
 
 
 def run(args: argparse.Namespace) -> int:
-    from hopnet.predict import DEFAULT_MAX_ATOMS
+    from hopnet.inference import DEFAULT_MAX_ATOMS
     from hopnet.infra.provenance import run_record
 
     if not (math.isfinite(args.max_hop) and args.max_hop > 0):
@@ -443,9 +443,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and len(todo) < len(files):
         print(f"resuming: {len(files) - len(todo)} of {len(files)} structure(s) already done")
     if args.refine is not None:
-        from hopnet.predict import get_model
+        from hopnet.inference import get_model
 
-        from hopnet.models.base import shipped_models
+        from hopnet.models.folder import shipped_models
 
         if args.refine == "accurate" and "accurate" not in shipped_models():
             raise HopnetError("--refine: this hopnet ships no 'accurate' model yet; give --refine FOLDER, a model "

@@ -9,9 +9,11 @@ import platform
 import random
 import subprocess
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
+
+from hopnet.infra import package_version  # noqa: F401 (re-exported: every result file records it)
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
@@ -33,24 +35,10 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
     return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-def package_version() -> str:
-    from hopnet import __version__
-
-    return __version__
-
-
 def hash_json(obj: Any) -> str:
     """sha256 of the canonical JSON text of ``obj`` (keys sorted)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def hash_entries(entries: Iterable[dict]) -> str:
-    """A stable hash of a list of data-set entries (order matters)."""
-    h = hashlib.sha256()
-    for e in entries:
-        h.update(hash_json(e).encode())
-    return h.hexdigest()
 
 
 def _jsonable(o: Any) -> Any:

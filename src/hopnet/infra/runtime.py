@@ -5,9 +5,9 @@ and gives it back to the kernel on free. ALIGNN's bond-pair tensors (tens of tho
 × hidden features) are far above that, so each training step pays for zero-filling and faulting
 in gigabytes of fresh pages: on this project's CPUs that was 3-4× the arithmetic
 (``benchmarks/encoder_micro.py --malloc-cache``). :func:`tune_allocator` keeps freed memory in
-the heap instead. It is called by every hopnet training run (``hopnet.training.train.fit_module``,
-which ``hopnet train`` / ``pretrain`` / ``finetune`` / ``reproduce`` and the Python API all go
-through) and by the benchmarks, never at import. ``HOPNET_TUNE_ALLOCATOR=0`` turns it off.
+the heap instead. The command line calls it for ``hopnet train`` / ``pretrain`` / ``finetune`` /
+``reproduce``, and the benchmarks do; the library never does (a Python caller opts in by calling
+it), and nothing does at import. ``HOPNET_TUNE_ALLOCATOR=0`` turns it off.
 """
 
 from __future__ import annotations

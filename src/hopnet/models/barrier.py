@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from hopnet.infra.configs import check_keys
 from hopnet.infra.errors import HopnetError, ModelFileError
-from hopnet.models.base import read_weights
+from hopnet.models.folder import read_weights, state_dict_mismatch
 from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.features import FEATURE_DIM
 from hopnet.nn.config import EncoderConfig
@@ -108,10 +108,10 @@ ATOM_INPUT_WEIGHT = "atom_embedding.linear.weight"
 def _encoder_state(source: str | os.PathLike) -> Any:
     """An encoder ``state_dict`` from a weights file, or from a property model folder / shipped
     property model name (e.g. ``"mpt"``; member 0's encoder)."""
-    from hopnet.models.base import shipped_models
+    from hopnet.models.folder import shipped_models
 
     if Path(source).is_dir() or (isinstance(source, str) and source in shipped_models()):
-        from hopnet.training.pretrain import load_property_model
+        from hopnet.models.property import load_property_model
 
         models, _, _ = load_property_model(source)
         return models[0].encoder.state_dict()
@@ -215,7 +215,7 @@ class BarrierModelConfig:
 
 class BarrierModel(nn.Module):
     """Encoder + readout + head for one variant. ``forward(batch)`` takes the PyG batch made by
-    :func:`hopnet.training.data.collate` and returns the standardised barrier [B]."""
+    :func:`hopnet.models.inputs.collate` and returns the standardised barrier [B]."""
 
     def __init__(self, config: BarrierModelConfig, n_descriptors: int = 0) -> None:
         super().__init__()
@@ -314,25 +314,6 @@ class BarrierModel(nn.Module):
         return self.forward(batch) * self.target_std + self.target_mean
 
 
-def state_dict_mismatch(module: nn.Module, state: dict) -> str:
-    """'' when ``state`` fits ``module`` exactly, else a short description of the first problems."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and hasattr(state[k], "shape")
-              and tuple(state[k].shape) != tuple(own[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s) (e.g. {missing[0]})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {unexpected[0]})")
-    if shapes:
-        k = shapes[0]
-        parts.append(f"{len(shapes)} shape mismatch(es) (e.g. {k}: file {tuple(state[k].shape)}, "
-                     f"config {tuple(own[k].shape)})")
-    return "; ".join(parts)
-
-
 def build_model(config: BarrierModelConfig, n_descriptors: int = 0, load_pretrained: bool = True
                 ) -> BarrierModel:
     """A fresh model; loads ``config.pretrained_encoder`` when set and ``load_pretrained``."""
@@ -359,15 +340,15 @@ class GNNPredictor:
     def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Any:
         """Barriers (eV) of ``hopnet.paths.MigrationPath`` objects (bands and data-set entries are
         accepted too), ensemble mean and std, in input order."""
-        from hopnet.training.data import BarrierGraphs
+        from hopnet.models.inputs import BarrierGraphs
 
         data = BarrierGraphs(list(paths), self.config, targets=None, cache=None)
         return self.predict_graphs(data, batch_size)
 
     def predict_graphs(self, data: Any, batch_size: int | None = None) -> Any:
-        """Predictions for a prepared :class:`hopnet.training.data.BarrierGraphs`."""
-        from hopnet.models.base import Prediction
-        from hopnet.training.data import make_loader
+        """Predictions for a prepared :class:`hopnet.models.inputs.BarrierGraphs`."""
+        from hopnet.models.folder import Prediction
+        from hopnet.models.inputs import make_loader
 
         n = len(data)
         out = np.zeros((len(self.members), n))
@@ -384,7 +365,7 @@ class GNNPredictor:
 
 
 def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> GNNPredictor:
-    """The loader ``hopnet.models.base.load_model`` calls for kind ``"gnn"``."""
+    """The loader ``hopnet.models.folder.load_model`` calls for kind ``"gnn"``."""
     folder = Path(folder)
     try:
         model_config = BarrierModelConfig.from_dict(config.get("model", {}))

@@ -13,7 +13,7 @@ cross-validation (:func:`fit_calibration`), by maximising the Gaussian likelihoo
 (``objective="nll"``) or by minimising the mean continuous ranked probability score of the
 Gaussian (``objective="crps"``, less driven by the few very large errors). ``experiments/calibrate.py``
 chooses the terms and the objective on held-out folds and stores the result in the model's
-``metadata.json`` (key ``calibration``, :meth:`Calibration.to_dict`); :mod:`hopnet.predict` applies it.
+``metadata.json`` (key ``calibration``, :meth:`Calibration.to_dict`); :mod:`hopnet.inference` applies it.
 """
 
 from __future__ import annotations

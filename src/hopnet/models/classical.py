@@ -33,7 +33,7 @@ import numpy as np
 from hopnet.infra.configs import check_keys
 from hopnet.descriptors import FEATURE_NAMES, DescriptorConfig, band_descriptors
 from hopnet.infra.errors import DataError, HopnetError, ModelFileError, PathError
-from hopnet.models.base import Prediction, new_metadata, write_model_dir
+from hopnet.models.folder import Prediction, new_metadata, write_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -487,7 +487,7 @@ def _with_neb(ds: Any, paths: list, X: np.ndarray, neb: dict, rows: dict[str, di
 
 
 def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> ClassicalPredictor:
-    """The loader :func:`hopnet.models.base.load_model` calls for kind "classical"."""
+    """The loader :func:`hopnet.models.folder.load_model` calls for kind "classical"."""
     folder = Path(folder)
     cfg = ClassicalConfig.from_dict(config)
     names = metadata.get("feature_names")

@@ -576,7 +576,6 @@ class _GaussianMLP(torch.autograd.Function):
         weighting = dict(counts=counts, total=ctx.total)
         need = ctx.needs_input_grad
         gamma = ctx.gamma
-        delta = None
         if kept:                                                          # small widths: saved
             rbf, x1, y1, x2 = kept
             del kept
@@ -597,9 +596,7 @@ class _GaussianMLP(torch.autograd.Function):
         gb1 = gx1.sum(0) if need[2] else None
         gd = None
         if need[0]:   # d rbf_k / d d = -2 gamma (d - mu_k) rbf_k
-            if delta is None:
-                delta = d.unsqueeze(-1) - centers
-            gd = (gx1.mm(w1).mul_(rbf).mul_(delta)).sum(1).mul_(-2.0 * gamma)
+            gd = (gx1.mm(w1).mul_(rbf).mul_(d.unsqueeze(-1) - centers)).sum(1).mul_(-2.0 * gamma)
         return (gd, gw1, gb1, gg1 if need[3] else None, gbeta1 if need[4] else None, gw2, gb2,
                 gg2 if need[7] else None, gbeta2 if need[8] else None, None, None, None, None, None,
                 None, None)

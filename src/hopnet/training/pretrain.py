@@ -1,11 +1,6 @@
-"""Property models: single- and multi-property pre-training (MPT) and fine-tuning.
-
-A property model is one ALIGNN encoder + one scalar head per property
-(:class:`~hopnet.nn.MultiHead`); a single-property model is the case P = 1. Targets are in the
-data's units (the pre-training sets are min-max scaled to [-1, 1]); with
-``target_scaling="standardize"`` the network predicts ``(y - mean_p) / std_p`` (training-fold
-mean/std per property, stored as buffers) and :meth:`MultiPropertyModel.predict` returns data
-units.
+"""Fitting property models (:mod:`hopnet.models.property`): single- and multi-property
+pre-training (MPT) and fine-tuning. Targets are in the data's units (the pre-training sets are
+min-max scaled to [-1, 1]).
 
 **Loss** (:func:`masked_l1`), with e_ip = |ŷ_ip − y_ip| on the standardised scale and δ_ip the
 presence mask. ``normalisation``:
@@ -20,11 +15,6 @@ presence mask. ``normalisation``:
 Validation: MAE of each property over its present rows (data units); ``val_mae`` (model
 selection, early stopping) is the mean of those per-property MAEs.
 
-**Model folder** (kind ``"property"``): ``config.json`` {"kind", "model": PropertyModelConfig,
-"training"}, ``metadata.json`` (properties, target scaling, members, validation metrics, source
-model and strategy of a fine-tuned model), ``weights.pt`` (a list of state dicts, one per
-member). :func:`load_property_model` reads it back.
-
 **Fine-tuning** (:func:`finetune`): the encoder always comes from the source; the source head is
 kept only when the source has exactly one property and the strategy keeps heads
 (see :mod:`hopnet.training.transfer`); an MPT source always gives a fresh head.
@@ -32,122 +22,29 @@ kept only when the source has exactly one property and the strategy keeps heads
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.utils.data import Dataset as TorchDataset
+from torch import Tensor
 
 from hopnet.datasets.multiprop import MultiPropertyDataset
-from hopnet.infra.errors import DataError, HopnetError, ModelFileError
-from hopnet.infra.configs import check_keys
-from hopnet.models.base import read_weights
-from hopnet.graphs import AlignnGraph, GraphCache, build_graph
 from hopnet.graphs.config import GraphConfig
-from hopnet.graphs.features import FEATURE_DIM
+from hopnet.infra.errors import DataError
+from hopnet.models.property import (KIND, WEIGHTS_FILE, MultiPropertyModel, PropertyConfigError, PropertyGraphs,
+                                    PropertyModelConfig, load_property_model, predict_graphs)
 from hopnet.nn.config import EncoderConfig
-from hopnet.nn.encoder import AlignnEncoder
-from hopnet.nn.heads import MultiHead
 from hopnet.training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
-KIND = "property"
-WEIGHTS_FILE = "weights.pt"
 MODEL_DIR = "model"
 RUNS_DIR = "runs"
-NORMALISATIONS = ("row", "property", "sum")
-SCALINGS = ("standardize", "none")
 SAMPLINGS = ("random", "match")
-
-
-class PropertyConfigError(HopnetError, ValueError):
-    """A property-model configuration holds an invalid value."""
-
-
-@dataclass(frozen=True)
-class PropertyModelConfig:
-    """Architecture and loss of a property model.
-
-    ``properties``: one head per name. ``head_hidden``: None = linear heads (upstream ALIGNN's
-    ``fc``), else one hidden layer of that width. ``normalisation``: see the module docstring.
-    ``target_scaling``: ``"standardize"`` (per property, training-fold mean/std) or ``"none"``.
-    ``encoder.atom_input_features`` follows ``graph``."""
-
-    properties: tuple[str, ...] = ("target",)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    head_hidden: int | None = None
-    normalisation: Literal["row", "property", "sum"] = "row"
-    target_scaling: Literal["standardize", "none"] = "standardize"
-
-    def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        props = (self.properties,) if isinstance(self.properties, str) else tuple(self.properties)
-        if not props or len(set(props)) != len(props) or not all(isinstance(p, str) and p for p in props):
-            raise PropertyConfigError(f"properties must be distinct non-empty names, got {self.properties!r}")
-        set_("properties", props)
-        if isinstance(self.encoder, dict):
-            set_("encoder", EncoderConfig.from_dict(self.encoder))
-        if isinstance(self.graph, dict):
-            set_("graph", GraphConfig.from_dict(self.graph))
-        width = FEATURE_DIM + self.graph.extra_features
-        if self.encoder.atom_input_features != width:
-            set_("encoder", replace(self.encoder, atom_input_features=width))
-        if self.head_hidden is not None and (isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int)
-                                             or self.head_hidden < 1):
-            raise PropertyConfigError(f"head_hidden must be a positive int or null, got {self.head_hidden!r}")
-        if self.normalisation not in NORMALISATIONS:
-            raise PropertyConfigError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, "
-                                      f"got {self.normalisation!r}")
-        if self.target_scaling not in SCALINGS:
-            raise PropertyConfigError(f"target_scaling must be one of {', '.join(SCALINGS)}, "
-                                      f"got {self.target_scaling!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["properties"] = list(self.properties)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PropertyModelConfig":
-        return cls(**check_keys(cls, data, "property-model", PropertyConfigError))
-
-
-class MultiPropertyModel(nn.Module):
-    """ALIGNN encoder + one head per property. ``forward(batch)`` -> [B, P] (standardised when
-    the config says so); :meth:`predict` -> [B, P] in data units."""
-
-    def __init__(self, config: PropertyModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.encoder = AlignnEncoder(config.encoder)
-        self.head = MultiHead(self.encoder.out_features, config.properties, config.head_hidden)
-        p = len(config.properties)
-        self.register_buffer("target_mean", torch.zeros(p))
-        self.register_buffer("target_std", torch.ones(p))
-
-    @property
-    def properties(self) -> tuple[str, ...]:
-        return self.config.properties
-
-    def set_scaling(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        std = np.where(np.asarray(std, float) > 1e-12, np.asarray(std, float), 1.0)
-        self.target_mean.copy_(torch.as_tensor(np.asarray(mean, float), dtype=self.target_mean.dtype))
-        self.target_std.copy_(torch.as_tensor(std, dtype=self.target_std.dtype))
-
-    def forward(self, batch: Any) -> Tensor:
-        out = self.head(self.encoder(batch).pooled)
-        return torch.stack([out[p] for p in self.properties], dim=1)
-
-    def predict(self, batch: Any) -> Tensor:
-        return self.forward(batch) * self.target_std + self.target_mean
 
 
 def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, normalisation: str = "row") -> Tensor:
@@ -166,52 +63,6 @@ def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, normalisation: str = "
     if normalisation == "sum":
         return err.sum() / max(int(m.any(dim=1).sum()), 1)
     raise PropertyConfigError(f"unknown loss normalisation {normalisation!r}")
-
-
-# ----------------------------------------------------------------------------------- data
-class PropertyGraphs(TorchDataset):
-    """The graphs of a :class:`MultiPropertyDataset`, built once (through ``cache`` when given).
-    Items are one-graph lists with ``y`` [1, P] (NaN where absent) and ``mask`` [1, P], so the
-    barrier pipeline's :func:`~hopnet.training.data.make_loader` batches them."""
-
-    def __init__(self, data: MultiPropertyDataset, graph: GraphConfig,
-                 cache: GraphCache | str | None = None) -> None:
-        if cache is not None and not isinstance(cache, GraphCache):
-            cache = GraphCache(cache)
-        self.properties = data.properties
-        self.ids = data.ids
-        self.targets = data.targets.astype(np.float32)
-        self.mask = data.mask.copy()
-        self.samples: list[AlignnGraph] = []
-        for i, e in enumerate(data):
-            try:
-                g = cache.get_or_build(e.atoms, graph, 0) if cache is not None else build_graph(e.atoms, graph, 0)
-            except HopnetError as exc:
-                raise type(exc)(f"{e.id}: {exc}") from None
-            self.samples.append(g)
-            if (i + 1) % 1000 == 0:
-                log.info("graphs of %d/%d structures built", i + 1, len(data))
-        self.n_atoms = np.array([g.num_nodes for g in self.samples], dtype=np.int64)
-        self.n_line_edges = np.array([int(g.lg_edge_index.shape[1]) for g in self.samples], dtype=np.int64)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "PropertyGraphs":
-        idx = np.asarray(indices, dtype=np.int64)
-        out = object.__new__(PropertyGraphs)
-        out.properties = self.properties
-        out.ids = [self.ids[i] for i in idx]
-        out.targets, out.mask = self.targets[idx], self.mask[idx]
-        out.samples = [self.samples[i] for i in idx]
-        out.n_atoms, out.n_line_edges = self.n_atoms[idx], self.n_line_edges[idx]
-        return out
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> list[AlignnGraph]:
-        g = self.samples[i].clone()
-        g.y = torch.from_numpy(self.targets[i:i + 1].copy())
-        g.mask = torch.from_numpy(self.mask[i:i + 1].copy())
-        return [g]
 
 
 def sample_indices(targets: np.ndarray, size: int | None, method: str = "random", seed: int = 0) -> np.ndarray:
@@ -323,23 +174,6 @@ def _metrics(models: Sequence[MultiPropertyModel], graphs: PropertyGraphs, confi
     return out
 
 
-def predict_graphs(models: Sequence[MultiPropertyModel], graphs: PropertyGraphs, batch_size: int = 16,
-                   max_atoms: int | None = None, max_line_edges: int | None = None) -> np.ndarray:
-    """Ensemble-mean predictions [n, P] (data units) of prepared graphs, in order."""
-    from hopnet.training.data import make_loader
-
-    n, p = len(graphs), len(graphs.properties)
-    if n == 0:
-        return np.zeros((0, p))
-    loader = make_loader(graphs, batch_size, shuffle=False, max_atoms=max_atoms, max_line_edges=max_line_edges)
-    out = np.zeros((len(models), n, p))
-    with torch.no_grad():
-        for k, m in enumerate(models):
-            m.eval()
-            out[k] = np.concatenate([m.predict(b).double().cpu().numpy() for b in loader])
-    return out.mean(axis=0)
-
-
 def fit_property_model(make_model: Callable[[int], MultiPropertyModel], data: MultiPropertyDataset,
                        training: TrainingConfig, out_dir: str | os.PathLike, resume: bool = False,
                        callbacks: Sequence[Any] = (), extra_metadata: dict | None = None) -> Path | None:
@@ -348,7 +182,7 @@ def fit_property_model(make_model: Callable[[int], MultiPropertyModel], data: Mu
 
     A random validation fold (``training.val_fraction``) is carved for model selection.
     Returns the model folder (None in a DDP worker process of rank > 0)."""
-    from hopnet.models.base import new_metadata, write_model_dir
+    from hopnet.models.folder import new_metadata, write_model_dir
     from hopnet.training.train import _graph_cache, carve_validation, fit_module, prepare_run
 
     out_dir = Path(out_dir)
@@ -461,76 +295,3 @@ def finetune(source: str | os.PathLike | None, data: MultiPropertyDataset, strat
                               extra_metadata={**meta, **(extra_metadata or {})})
 
 
-# ------------------------------------------------------------------------------- loading
-def load_property_model(folder: str | os.PathLike) -> tuple[list[MultiPropertyModel], PropertyModelConfig, dict]:
-    """(members, config, metadata) of a ``property`` model folder (a shipped name works too)."""
-    from hopnet.models.base import read_model_files, resolve_model_dir
-
-    folder = resolve_model_dir(folder)
-    config, metadata = read_model_files(folder)
-    if config.get("kind") != KIND:
-        raise ModelFileError(f"{folder}: a {config.get('kind')!r} model, not a property model")
-    try:
-        cfg = PropertyModelConfig.from_dict(config.get("model", {}))
-    except (HopnetError, TypeError) as exc:
-        raise ModelFileError(f"{folder}: config.json: {exc}") from None
-    states = read_weights(folder / WEIGHTS_FILE)
-    if isinstance(states, dict):
-        states = [states]
-    from hopnet.models.barrier import state_dict_mismatch
-
-    models = []
-    for k, s in enumerate(states):
-        model = MultiPropertyModel(cfg)
-        s = {key: v.float() if v.is_floating_point() else v for key, v in s.items()}
-        problem = state_dict_mismatch(model, s)
-        if problem:
-            raise ModelFileError(f"{folder}: {WEIGHTS_FILE} member {k} does not match config.json: {problem}")
-        model.load_state_dict(s, strict=True)
-        model.eval()
-        models.append(model)
-    return models, cfg, metadata
-
-
-class PropertyPredictor:
-    """A loaded property model: :meth:`predict_structures` -> [n, P] in data units."""
-
-    def __init__(self, name: str, models: list[MultiPropertyModel], config: PropertyModelConfig,
-                 metadata: dict) -> None:
-        self.name, self.members, self.config, self.metadata = name, models, config, metadata
-
-    def predict_structures(self, structures: Sequence[Any], batch_size: int = 16) -> np.ndarray:
-        from hopnet.datasets.core import Entry
-        from hopnet.structures import to_jarvis, to_structure
-
-        p = len(self.config.properties)
-        entries = [Entry(id=str(i), target=float("nan"), atoms=s if isinstance(s, dict) else to_jarvis(to_structure(s)))
-                   for i, s in enumerate(structures)]
-        data = MultiPropertyDataset(self.config.properties, entries, np.zeros((len(entries), p)),
-                                    np.ones((len(entries), p), bool), "")
-        return predict_graphs(self.members, PropertyGraphs(data, self.config.graph), batch_size)
-
-    def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Any:
-        raise ModelFileError(f"model {self.name!r} predicts the properties {list(self.config.properties)}, "
-                             f"not migration barriers; fine-tune it first (hopnet finetune)")
-
-
-def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> PropertyPredictor:
-    """The loader ``hopnet.models.base.load_model`` calls for kind ``"property"``."""
-    models, cfg, meta = load_property_model(folder)
-    return PropertyPredictor(Path(folder).name, models, cfg, meta)
-
-
-def export_encoder(model_dir: str | os.PathLike, path: str | os.PathLike, member: int = 0) -> Path:
-    """Write the encoder ``state_dict`` of a property model folder (one member) to ``path``:
-    the file ``BarrierModelConfig.pretrained_encoder`` loads (the barrier model's encoder config
-    must match: same sizes, and ``graph.mobile_flag`` off unless the source had it)."""
-    from hopnet.infra.provenance import atomic_write_bytes
-
-    models, _, _ = load_property_model(model_dir)
-    if not 0 <= member < len(models):
-        raise ModelFileError(f"{model_dir}: no member {member} (it has {len(models)})")
-    buf = io.BytesIO()
-    torch.save(models[member].encoder.state_dict(), buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)

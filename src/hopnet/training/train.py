@@ -27,7 +27,7 @@ from hopnet.infra.integrity import CorruptFileError, load_torch_sealed, save_tor
 from hopnet.models.barrier import WEIGHTS_FILE, BarrierModelConfig, GNNPredictor, build_model
 from hopnet.training.checkpoint import SealedCheckpointIO, read_checkpoint
 from hopnet.training.config import TrainingConfig
-from hopnet.training.data import BarrierGraphs, make_loader
+from hopnet.models.inputs import BarrierGraphs, make_loader
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,6 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from hopnet.infra.runtime import tune_allocator
-
-    tune_allocator()  # large bond-pair tensors: keep freed memory in the heap (HOPNET_TUNE_ALLOCATOR=0: off)
     final = run_dir / FINAL_FILE
     has_val = val_data is not None and len(val_data) > 0
     # last.ckpt, rewritten after every epoch, is the resume point (Lightning >= 2.5 refreshes a
@@ -237,7 +234,7 @@ def train(dataset: Any, model_config: BarrierModelConfig, training_config: Train
     stopping and model selection; every member shares it. Returns the model folder (None in a
     DDP worker process of rank > 0: rank 0 writes it)."""
     from hopnet.metrics import regression_metrics
-    from hopnet.models.base import new_metadata, write_model_dir
+    from hopnet.models.folder import new_metadata, write_model_dir
 
     out_dir = Path(out_dir)
     y = check_targets(dataset)

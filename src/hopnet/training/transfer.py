@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from hopnet.infra.errors import HopnetError, ModelFileError
-from hopnet.models.base import read_weights
+from hopnet.models.folder import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,6 @@ def unfreeze_all(model: nn.Module) -> None:
     object.__setattr__(model, "_hopnet_frozen", [])
 
 
-def frozen_parameter_names(model: nn.Module) -> list[str]:
-    return [n for n, p in model.named_parameters() if not p.requires_grad]
-
-
 def keep_frozen_eval(model: nn.Module) -> None:
     """Put the frozen groups' modules in eval mode (batch norm uses and keeps its running
     statistics). Call after every ``model.train()``; the Lightning modules do it at the start of
@@ -246,8 +242,8 @@ def read_state(source: Any) -> dict[str, torch.Tensor]:
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
-            from hopnet.models.base import read_model_files
-            from hopnet.training.pretrain import WEIGHTS_FILE
+            from hopnet.models.folder import read_model_files
+            from hopnet.models.property import WEIGHTS_FILE
 
             read_model_files(p)  # format version and payload checksums
             p = p / WEIGHTS_FILE

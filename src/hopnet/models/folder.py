@@ -41,7 +41,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 _LOADERS: dict[str, str] = {
     "gnn": "hopnet.models.barrier:load_predictor",
     "classical": "hopnet.models.classical:load_predictor",
-    "property": "hopnet.training.pretrain:load_predictor",
+    "property": "hopnet.models.property:load_predictor",
 }
 # kinds whose weights read crystal graphs: their folders record and check the graph code version
 GRAPH_KINDS = ("gnn", "property")
@@ -60,7 +60,7 @@ class Prediction:
     """Barriers (eV) for a list of paths. ``mean``: the ensemble mean; ``std``: the calibrated σ
     (eV) when the model carries a calibration (:func:`load_model` applies it), else the ensemble
     spread; ``ensemble_std``: always the raw spread of the ensemble members (0 for one member).
-    The same names mean the same in :class:`hopnet.predict.BarrierResult`."""
+    The same names mean the same in :class:`hopnet.inference.BarrierResult`."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -254,6 +254,25 @@ def _fsync_tree(folder: Path) -> None:
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
+
+
+def state_dict_mismatch(module: Any, state: dict) -> str:
+    """'' when ``state`` fits ``module`` (a torch ``nn.Module``) exactly, else a short description of the first problems."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and hasattr(state[k], "shape")
+              and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {unexpected[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} shape mismatch(es) (e.g. {k}: file {tuple(state[k].shape)}, "
+                     f"config {tuple(own[k].shape)})")
+    return "; ".join(parts)
 
 
 def read_weights(path: str | os.PathLike, what: str = "weights file", trusted: bool = False) -> Any:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import threading
-import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -189,7 +187,7 @@ def get_model(model: Any = "default") -> Any:
         return model
     if not isinstance(model, (str, os.PathLike)):
         raise HopnetError(f"model must be a name, a folder or a predictor, got {type(model).__name__}")
-    from hopnet.models.base import load_model, resolve_model_dir
+    from hopnet.models.folder import load_model, resolve_model_dir
 
     key = str(resolve_model_dir(model).resolve())
     with _MODELS_LOCK:
@@ -471,13 +469,3 @@ def _is_dataset_item(item: Any) -> bool:
     if hasattr(item, "atoms") and hasattr(item, "target"):
         return True
     return isinstance(item, dict) and "atoms" in item and "target" in item
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``hopnet.predict(...)`` call :func:`predict` although ``hopnet.predict`` is this module."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> BarrierResult:
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,8 +34,10 @@ from torch_geometric.data import Batch
 
 from hopnet.infra.errors import DataError, HopnetError
 from hopnet.graphs import AlignnGraph, GraphCache, build_graph
-from hopnet.models.barrier import BarrierModelConfig
 from hopnet.paths import MigrationPath, as_path
+
+if TYPE_CHECKING:  # annotations only: the barrier family imports this pipeline
+    from hopnet.models.barrier import BarrierModelConfig
 
 log = logging.getLogger(__name__)
 

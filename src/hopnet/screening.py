@@ -28,7 +28,7 @@ percolation barriers of the hop network (the Python face of ``hopnet screen``).
    migration graph of step 1; each hop's band is then the **empty host** plus the ion's images
    (dilute limit: one ion per band cell, no vacancy). ``ScreenResult.insertion`` says which
    (``"user"`` or ``"interstitial"``) and ``insertion_sites`` lists the sites.
-4. **Barriers.** All distinct hops go to :func:`hopnet.predict.predict_many` in one batch.
+4. **Barriers.** All distinct hops go to :func:`hopnet.inference.predict_many` in one batch.
 5. **Percolation.** Every edge of the migration graph (hops and their periodic images) carries the
    barrier of its distinct hop. For a barrier cut E, the edges with E_m <= E form a periodic
    graph; each connected component spans 0, 1, 2 or 3 dimensions -- the rank of the lattice
@@ -459,12 +459,12 @@ def screen(structure: Any, ion: str, max_hop: float = 5.0, symprec: float = 0.1,
     atom (default :func:`hopnet.insertion.default_min_distance`); see the module docstring.
     A structure that holds other mobile ions (:data:`MOBILE_IONS`) but not ``ion`` is screened by
     insertion only when asked (``insert=True`` or ``insert_sites``): otherwise it is an error, as
-    in :func:`hopnet.predict.predict`. A structure of nothing but ``ion`` has no host: an error.
+    in :func:`hopnet.inference.predict`. A structure of nothing but ``ion`` has no host: an error.
 
     ``refine``: a second model (name, folder or predictor; meant for one that runs a
     universal-potential NEB, minutes per hop) used only on the hops that decide the answer
     (:func:`deciding_hops`); those hops are flagged ``refined`` and the percolation is recomputed."""
-    from hopnet.predict import DEFAULT_MAX_ATOMS, _check_ion, _check_size, predict_many
+    from hopnet.inference import DEFAULT_MAX_ATOMS, _check_ion, _check_size, predict_many
     from hopnet.structures import to_structure
 
     ion = _check_ion(ion)
