@@ -2,9 +2,11 @@
 
 Source order for a registered name: an explicit ``path``; ``<data_dir>/<relpath>`` where
 ``data_dir`` defaults to ``$HOPNET_DATA_DIR``; the user cache (``$HOPNET_CACHE_DIR`` or
-``~/.cache/hopnet/datasets``); a checksum-verified download into that cache from
-``$HOPNET_DATA_URL/<relpath>`` (a mirror of the data-dir layout) or, when that is unset, from the
-public originals. ``HOPNET_OFFLINE=1`` (or ``download=False``) forbids the download.
+``~/.cache/hopnet/datasets``); a checksum-verified download into that cache, rebuilt from the
+public originals by the set's recipe (:mod:`hopnet.datasets.recipes`). A mirror named by
+``base_url`` or ``$HOPNET_DATA_URL`` may serve the data-dir layout (``<base>/<relpath>``) or the
+upstream one (``<base>/<owner>/<repo>/main/<path>``). ``HOPNET_OFFLINE=1`` (or ``download=False``)
+forbids the download.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from hopnet.datasets.download import (
     DownloadFailed,
     cache_candidates,
     default_cache_dir,
-    download_verified,
 )
+from hopnet.datasets.recipes import FetchReport, fetch_dataset, present_copy
 from hopnet.datasets.registry import REGISTRY, DatasetInfo, get_info
 from hopnet.infra.errors import DataError
 from hopnet.infra.runtime import env_flag
@@ -84,10 +86,34 @@ def _looks_like_path(s: str) -> bool:
 
 
 def _fetch(info: DatasetInfo, cache_dir: Path, base_url: str | None) -> Located:
-    base = base_url or os.environ.get("HOPNET_DATA_URL") or ""
-    urls = [f"{base.rstrip('/')}/{info.relpath}"] if base else list(info.urls)
-    path = download_verified(urls, cache_dir / info.relpath, info.sha256)
-    return Located(path, "download")
+    fetch_dataset(info, cache_dir, base_url=base_url, strict=False)
+    return Located(next(p for p in cache_candidates(cache_dir, info.relpath) if p.is_file()), "download")
+
+
+def fetch(
+    name: str,
+    *,
+    to: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    base_url: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> FetchReport:
+    """Download, rebuild and verify registered data set ``name`` (what ``hopnet datasets fetch`` does).
+
+    The files go to ``to`` (default: the user cache, where :func:`load` looks); files there that
+    match their pins are kept. Without ``to`` and ``force``, a set whose file in the data dir
+    (``data_dir`` or ``$HOPNET_DATA_DIR``) matches its pin is reported as present and nothing is
+    fetched. ``base_url``: a mirror (default ``$HOPNET_DATA_URL``).
+    """
+    info = get_info(name)
+    ddir = data_dir_from_env(data_dir)
+    if to is None and not force and ddir is not None:
+        copies = [present_copy(r, ddir) for r in info.recipes()]
+        if copies[0] is not None:
+            return FetchReport(info.name, present=[p for p in copies if p], present_in="HOPNET_DATA_DIR")
+    dest = Path(to).expanduser() if to is not None else default_cache_dir()
+    return fetch_dataset(info, dest, base_url=base_url, force=force, progress=progress)
 
 
 def _how_to(info: DatasetInfo) -> str:
@@ -336,9 +362,9 @@ def load(
 
     ``split``: None/"all" = every entry; "train"/"test" = the published class-stratified split
     for migration barriers (:func:`hopnet.datasets.splits.published_split`), a seeded random
-    90/10 split otherwise. ``base_url`` (or ``$HOPNET_DATA_URL``) names a mirror of the data-dir
-    layout to download from; ``download`` (default: allowed unless ``$HOPNET_OFFLINE``) permits
-    fetching into the cache.
+    90/10 split otherwise. ``base_url`` (or ``$HOPNET_DATA_URL``) names a mirror to download from
+    (data-dir or upstream layout, see the module docstring); ``download`` (default: allowed
+    unless ``$HOPNET_OFFLINE``) permits fetching into the cache.
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of all, train, test")
