@@ -15,13 +15,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "hopnet"
 LAYERS: list[tuple[str, ...]] = [
     ("infra",),                                                   # errors, configs, provenance, files
     ("structures", "metrics", "physics", "nn", "potentials"),     # crystals, numbers, layers, uMLIPs
-    ("paths", "datasets", "graphs", "neb_cache", "plots"),        # hops as bands, data, graphs
+    ("paths", "datasets", "graphs", "neb_cache", "plots", "database"),  # hops as bands, data, graphs, structure sources
     ("cells", "descriptors", "insertion", "importing"),           # canonical cells, descriptors
     ("hops", "percolation", "neb"),                               # hop networks, universal-potential NEB
     ("models",),                                                  # every model family, end to end
     ("training", "inference", "evaluate"),                        # fitting; predicting; scoring
     ("screening", "crossval"),                                    # whole structures; CV protocol
-    ("reproduce",),                                               # the published comparison
+    ("reproduce", "screen_runner", "screen_table"),               # the published comparison; screening many
     ("cli",),                                                     # the command line
     ("__main__",),
 ]

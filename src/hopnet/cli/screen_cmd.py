@@ -17,12 +17,20 @@ mobile ion (Mg asked of a Li host) is screened that way only with --insert. Ever
 in the canonical cell of the primitive cell (at least --min-image-distance Å wide), so any cell,
 atom order, origin or orientation of the same crystal gives the same hops and barriers.
 
-STRUCTURE may be files, folders (every structure file in them) or glob patterns. Each finished
-structure is committed to the outputs at once (CSV rows appended and flushed; the JSON document
-rewritten atomically from a journal; plots written atomically); a structure that fails or takes
-longer than --timeout seconds becomes a row with its error, and the exit status is non-zero when
-any structure failed. Ctrl-C keeps every finished structure; --resume skips the structures
-already in --csv/--json and appends the rest.
+STRUCTURE may be files, folders (every structure file in them), glob patterns, JSON/JSONL/JSON.GZ
+lists of structures (JARVIS or Materials-Project entries) or ASE databases (.db); each structure
+has a stable id (jid, database row or file path; see :mod:`hopnet.database`). --ion auto (or a
+comma list) screens each mobile ion present and skips, with the reason, a structure with none.
+Each finished structure is committed to the outputs at once (CSV rows appended and flushed; the
+JSON document rewritten atomically from a journal; Parquet parts written atomically and
+consolidated into --parquet; plots written atomically); a structure that fails or takes longer
+than --timeout seconds becomes a row with its error, and the exit status is non-zero when any
+structure failed. Ctrl-C (or SIGTERM) keeps every finished structure; --resume skips the
+structures already in every output and appends the rest. --workers N screens in N processes,
+--ray on a Ray cluster (:mod:`hopnet.screen_runner`); this process alone writes the outputs.
+
+    hopnet screen data/pretrain/fe.json.gz --ion auto --parquet fe.parquet --workers 8 --quiet
+    hopnet screen structures.db --ion Li --parquet li.parquet --ray auto --resume
 """
 
 from __future__ import annotations
@@ -30,24 +38,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import glob
 import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from hopnet.cli.common import check_output_file, check_threshold
 from hopnet.infra.errors import HopnetError
-from hopnet.infra.provenance import append_jsonl, atomic_write_bytes, atomic_write_text
+from hopnet.infra.provenance import atomic_write_bytes, atomic_write_text
 
-_STRUCTURE_SUFFIXES = {".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".cssr", ".res", ".xsf", ".cell"}
-_STRUCTURE_PREFIXES = ("POSCAR", "CONTCAR")
+#: failures listed one by one at the end of a run (the rest are counted by cause)
+MAX_LISTED_FAILURES = 20
 
 
 def register(subparsers: Any) -> None:
@@ -59,8 +68,12 @@ def register(subparsers: Any) -> None:
                     "3-D network.",
     )
     p.add_argument("structures", nargs="+", metavar="STRUCTURE",
-                   help="structure file(s) (CIF, POSCAR, ...), folder(s) or glob pattern(s)")
-    p.add_argument("--ion", required=True, help="migrating ion, e.g. Li")
+                   help="structure file(s) (CIF, POSCAR, ...), folder(s), glob pattern(s), JSON/JSONL/"
+                        "JSON.GZ list(s) of structures (JARVIS/Materials-Project entries) or ASE database(s) (.db)")
+    p.add_argument("--ion", required=True,
+                   help="migrating ion, e.g. Li; or a comma list (Li,Na) or 'auto' (every mobile ion: "
+                        "Li, Na, K, Rb, Cs, Mg, Ca, Zn): each one present is screened, a structure "
+                        "with none is skipped")
     p.add_argument("--max-hop", type=float, default=5.0, metavar="Å",
                    help="longest ion-ion hop considered (default 5.0 Å)")
     p.add_argument("--symprec", type=float, default=0.1,
@@ -94,6 +107,9 @@ def register(subparsers: Any) -> None:
                    help="refuse cells with more atoms (default 2000)")
     p.add_argument("--csv", default=None, metavar="FILE", help="write one row per hop to this CSV file")
     p.add_argument("--json", default=None, metavar="FILE", help="write the full results to this JSON file")
+    p.add_argument("--parquet", default=None, metavar="FILE",
+                   help="write one row per structure, ion and hop to this Parquet table (columns in "
+                        "docs/screening.md)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="per-hop bar chart (one file per structure, named FILE_<structure>.png when several)")
     p.add_argument("--network", default=None, metavar="FILE.png",
@@ -113,35 +129,30 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="seconds one structure may take before it is reported as failed (default 120; 0: none)")
     p.add_argument("--resume", action="store_true",
-                   help="skip the structures already in --csv/--json (of a run that was stopped) and append")
+                   help="skip the structures already in --csv/--json/--parquet (of a run that was stopped) "
+                        "and append")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="screen in N worker processes, the model loaded once in each (default 1: this "
+                        "process); with --ray local: the CPUs of the local Ray instance")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS|local",
+                   help="screen as Ray tasks: 'auto' (bare flag) joins the running cluster, ADDRESS a given "
+                        "one (ray://host:10001 or host:6379), 'local' starts Ray on this machine; needs "
+                        "pip install 'hopnet[ray]'")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="--ray: structures per Ray task (default 1; use more when a structure takes "
+                        "milliseconds, so the cluster is not bound by scheduling)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="screen only the first N structures")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no per-structure tables, warnings or error lines (progress and the summary "
+                        "only; the outputs hold every row)")
     p.set_defaults(func=run)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
-    """Files named, structure files inside folders, and glob matches, in order, without repeats.
-    A name that matches nothing is kept (it fails later, as one bad structure)."""
-    out: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and _looks_like_structure(f))
-            if not found:
-                raise HopnetError(f"no structure files (CIF, POSCAR, ...) in folder {p}")
-            out.extend(found)
-        elif not p.exists() and glob.has_magic(item):
-            found = sorted(Path(f) for f in glob.glob(item) if Path(f).is_file())
-            if not found:
-                raise HopnetError(f"no file matches {item!r}")
-            out.extend(found)
-        else:
-            out.append(p)
-    seen: set[str] = set()
-    return [p for p in out if not (str(p) in seen or seen.add(str(p)))]  # type: ignore[func-returns-value]
+    """The structure files that ``items`` name (files, folders, globs), in order, without repeats."""
+    from hopnet.database import open_inputs
 
-
-def _looks_like_structure(f: Path) -> bool:
-    hidden = f.name.startswith(".")
-    return not hidden and (f.suffix.lower() in _STRUCTURE_SUFFIXES or f.name.startswith(_STRUCTURE_PREFIXES))
+    return [Path(e.ref) for e in open_inputs(items) if e.kind == "file"]
 
 
 def _threshold(args: argparse.Namespace) -> float:
@@ -169,7 +180,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         f = getattr(args, flag)
         if f is not None and not str(f).lower().endswith(".png"):
             raise HopnetError(f"--{flag} must name a .png file, got {f}")
-    for flag in ("csv", "json", "plot", "network"):
+    for flag in ("csv", "json", "parquet", "plot", "network"):
         check_output_file(getattr(args, flag), f"--{flag}")
 
 
@@ -207,42 +218,48 @@ def _insertion_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Outputs:
-    """The --json/--csv/--plot/--network files, kept up to date as structures finish.
+    """The --json/--csv/--parquet/--plot/--network files, kept up to date as structures finish.
 
-    * CSV: the header once, then each structure's rows (or one failure row with its error)
-      appended in one write and flushed to disk as the structure finishes. A row cut short by a
-      killed run is cut off before anything is appended.
-    * JSON: each finished structure is appended to a journal next to the target
-      (``.<name>.journal.jsonl``, one fsynced line per structure); the JSON document is written
-      atomically from it (temporary file + rename) every :data:`JSON_EVERY_S` seconds, at the end
-      and on Ctrl-C. The journal is removed once the document is complete.
-    * plots: one file per structure, written atomically when it finishes.
+    * CSV: the header once, then each batch of finished structures' rows (a failed or skipped
+      structure: one row with its error) appended in one write and flushed to disk. A row cut
+      short by a killed run is cut off before anything is appended.
+    * JSON: finished structures are appended to a journal next to the target
+      (``.<name>.journal.jsonl``, fsynced lines); the JSON document is written atomically from it
+      (temporary file + rename) every :data:`JSON_EVERY_S` seconds, at the end and on Ctrl-C.
+      The journal is removed once the document is complete.
+    * Parquet: :class:`hopnet.screen_table.ParquetTable` (parts as structures finish,
+      consolidated at the end and on Ctrl-C).
+    * plots: one file per structure (and ion), written atomically when it finishes.
 
-    ``resume``: the structures already in the CSV / journal / JSON are :attr:`done`; without it
+    ``resume``: each output knows the structures it already holds and writes only the others, so
+    nothing is duplicated; :meth:`has` is true for a structure every output holds. Without it
     existing targets are started afresh.
     """
 
     JSON_EVERY_S = 30.0
 
-    def __init__(self, args: argparse.Namespace, single: bool, resume: bool) -> None:
+    def __init__(self, args: argparse.Namespace, single: bool, resume: bool, order: list[str]) -> None:
         from hopnet.plots import hop_bar_chart, hop_network_png
+        from hopnet.screen_runner import parse_ions
         from hopnet.screening import CSV_COLUMNS
 
-        self._single = single
+        self._multi_ion = not parse_ions(args.ion)[0]
+        self._single = single and not self._multi_ion
         self._renders = [(Path(getattr(args, flag)), render) for flag, render in
                          (("plot", hop_bar_chart), ("network", lambda r: hop_network_png(r, args.axis)))
                          if getattr(args, flag)]
-        self.done: set[str] = set()
         self.n_new = 0
         self._csv = Path(args.csv) if args.csv else None
         self._json = Path(args.json) if args.json else None
         self._journal = self._json.with_name(f".{self._json.name}.journal.jsonl") if self._json else None
         self._last_json = time.monotonic()
+        self._have: dict[str, set[str]] = {}
         if self._csv is not None:
+            self._have["csv"] = set()
             if resume and self._csv.is_file() and self._csv.stat().st_size:
                 _cut_partial_line(self._csv)
                 with open(self._csv, newline="") as fh:
-                    self.done |= {row["source"] for row in csv.DictReader(fh) if row.get("source")}
+                    self._have["csv"] = {row["source"] for row in csv.DictReader(fh) if row.get("source")}
             else:
                 atomic_write_text(self._csv, _csv_text([CSV_COLUMNS]))
         if self._journal is not None:
@@ -250,48 +267,68 @@ class _Outputs:
                 self._journal_from_document()
             elif not resume:
                 self._journal.unlink(missing_ok=True)
-            self.done |= {str(r.get("source")) for r in _journal_records(self._journal)}
+            if self._journal.is_file():
+                _cut_partial_line(self._journal)
+            self._have["json"] = {str(r.get("source")) for r in _journal_records(self._journal)}
+        self._table = None
+        if args.parquet:
+            from hopnet.screen_table import ParquetTable
+
+            self._table = ParquetTable(args.parquet, resume, order)
+            self._have["parquet"] = self._table.done
+        self._order = order
+
+    def has(self, sid: str) -> bool:
+        """Whether every output already holds structure ``sid``."""
+        return bool(self._have) and all(sid in ids for ids in self._have.values())
 
     def _journal_from_document(self) -> None:
         """Resume from a finished JSON document: its records become the journal."""
         try:
             doc = json.loads(self._json.read_text())  # type: ignore[union-attr]
-            records = list(doc["results"]) + [{**f, "failed": True} for f in doc.get("failures", [])]
+            records = (list(doc["results"]) + [{**f, "failed": True} for f in doc.get("failures", [])]
+                       + [{"source": k["source"], "skipped": k.get("reason", "")} for k in doc.get("skipped", [])])
         except (ValueError, KeyError, TypeError) as exc:
             raise HopnetError(f"--resume: {self._json} is not a hopnet screen JSON file ({exc})") from None
-        for r in records:
-            append_jsonl(self._journal, r)  # type: ignore[arg-type]
+        _append(self._journal, "".join(_json_line(r) for r in records), sync=True)  # type: ignore[arg-type]
 
-    def add(self, r: Any) -> None:
-        """Commit one finished structure: plots rendered first (the slow part: a Ctrl-C there
-        commits nothing of it), then CSV rows, journal line and plot files."""
-        pngs = [(base if self._single else base.with_name(f"{base.stem}_{Path(r.source).stem}{base.suffix}"),
-                 render(r)) for base, render in self._renders]
+    def _png_path(self, base: Path, r: Any) -> Path:
+        if self._single:
+            return base
+        src = Path(r.source)
+        tag = src.stem if (os.sep in r.source or src.is_file()) else r.source
+        tag = re.sub(r"[^\w.-]+", "_", tag) + (f"_{r.ion}" if self._multi_ion else "")
+        return base.with_name(f"{base.stem}_{tag}{base.suffix}")
+
+    def commit(self, batch: list[Any]) -> None:
+        """Commit finished structures (:class:`hopnet.screen_runner.Outcome`): plots rendered first
+        (the slow part: a Ctrl-C there commits nothing of them), then CSV rows, journal lines,
+        a Parquet part and plot files; each output skips the structures it already holds."""
+        pngs = [(self._png_path(base, r), render(r)) for o in batch for r in o.results for base, render in self._renders]
         if self._csv is not None:
-            _append(self._csv, _csv_text(r.csv_rows()), sync=True)
+            new = [o for o in batch if o.id not in self._have["csv"]]
+            text = _csv_text([row for o in new for row in _csv_rows(o)])
+            if new:
+                _append(self._csv, text, sync=True)
+            self._have["csv"] |= {o.id for o in new}
         if self._journal is not None:
-            append_jsonl(self._journal, r.to_dict())
+            new = [o for o in batch if o.id not in self._have["json"]]
+            if new:
+                _append(self._journal, "".join(_json_line(rec) for o in new for rec in _journal_lines(o)), sync=True)
+            self._have["json"] |= {o.id for o in new}
+        if self._table is not None:
+            self._table.add(batch)
         for target, png in pngs:
             atomic_write_bytes(target, png)
-        self._committed(r.source)
-
-    def fail(self, source: str, error: str) -> None:
-        """Commit one failed structure: a CSV row and a journal line with its error."""
-        from hopnet.screening import CSV_COLUMNS
-
-        if self._csv is not None:
-            row = [""] * len(CSV_COLUMNS)
-            row[CSV_COLUMNS.index("source")], row[CSV_COLUMNS.index("error")] = source, error
-            _append(self._csv, _csv_text([row]), sync=True)
-        if self._journal is not None:
-            append_jsonl(self._journal, {"source": source, "error": error, "failed": True})
-        self._committed(source)
-
-    def _committed(self, source: str) -> None:
-        self.done.add(source)
-        self.n_new += 1
+        self.n_new += len(batch)
         if self._json is not None and time.monotonic() - self._last_json > self.JSON_EVERY_S:
             self.write_json(None, final=False)
+
+    def finish(self, provenance: dict | None, final: bool) -> None:
+        """The JSON document and the consolidated Parquet file (``final``: the run is complete)."""
+        self.write_json(provenance, final=final)
+        if self._table is not None:
+            self._table.consolidate(self._order)
 
     def write_json(self, provenance: dict | None, final: bool) -> None:
         """The JSON document from the journal, written atomically; ``final``: drop the journal."""
@@ -301,13 +338,14 @@ class _Outputs:
         # json.dumps(document, indent=1) gives
         tmp = self._json.with_name(f".{self._json.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as out:
-            for key, failed in (("results", False), ("failures", True)):
-                out.write(("{\n" if not failed else ",\n") + f' "{key}": [')
+            for key in ("results", "failures", "skipped"):
+                out.write(("{\n" if key == "results" else ",\n") + f' "{key}": [')
                 n = 0
                 for r in _journal_records(self._journal):  # type: ignore[arg-type]
-                    if bool(r.get("failed")) != failed:
+                    if _record_kind(r) != key:
                         continue
-                    rec = {"source": r["source"], "error": r["error"]} if failed else r
+                    rec = (r if key == "results" else {"source": r["source"], "reason": r["skipped"]}
+                           if key == "skipped" else {k: r[k] for k in ("source", "ion", "cause", "error") if k in r})
                     out.write(("\n  " if n == 0 else ",\n  ") + _nested_json(rec, 2))
                     n += 1
                 out.write("\n ]" if n else "]")
@@ -319,6 +357,36 @@ class _Outputs:
         self._last_json = time.monotonic()
         if final:
             self._journal.unlink(missing_ok=True)  # type: ignore[union-attr]
+
+
+def _record_kind(r: dict) -> str:
+    return "failures" if r.get("failed") else "skipped" if "skipped" in r else "results"
+
+
+def _csv_rows(o: Any) -> list[list[Any]]:
+    """CSV rows of one outcome: each result's hop rows, one row per failure, one if skipped."""
+    from hopnet.screening import CSV_COLUMNS
+
+    def row(ion: str, error: str) -> list[Any]:
+        out = [""] * len(CSV_COLUMNS)
+        out[CSV_COLUMNS.index("source")], out[CSV_COLUMNS.index("ion")] = o.id, ion
+        out[CSV_COLUMNS.index("formula")], out[CSV_COLUMNS.index("error")] = o.formula, error
+        return out
+
+    rows = [x for r in o.results for x in r.csv_rows()]
+    rows += [row(ion, msg) for ion, _, msg in o.failures]
+    return rows + ([row("", f"skipped: {o.skipped}")] if o.skipped is not None else [])
+
+
+def _journal_lines(o: Any) -> list[dict]:
+    """Journal records of one outcome (see :meth:`_Outputs.write_json`)."""
+    recs = [r.to_dict() for r in o.results]
+    recs += [{"source": o.id, "ion": ion, "cause": cause, "error": msg, "failed": True} for ion, cause, msg in o.failures]
+    return recs + ([{"source": o.id, "skipped": o.skipped}] if o.skipped is not None else [])
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record, sort_keys=True, default=lambda x: x.item() if hasattr(x, "item") else str(x)) + "\n"
 
 
 def _journal_records(path: Path) -> Any:
@@ -386,38 +454,28 @@ class _Heartbeat:
         self._thread.join(timeout=1.0)
 
 
-class _Timeout(Exception):
-    pass
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: finished structures kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
 
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise _Timeout()
-
-
-def _screen_one(f: Path, args: argparse.Namespace, heartbeat: bool = False, **kw: Any) -> Any:
-    """screen() of one structure within --timeout seconds (a timed-out structure is a
-    HopnetError: reported like any failure); ``heartbeat``: say on stderr while it runs long."""
-    from hopnet.screening import screen
-
-    timeout = float(args.timeout)
-    use_alarm = timeout > 0 and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
-    if use_alarm:
-        old = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout)
+    old = signal.signal(signal.SIGTERM, stop)
     try:
-        with _Heartbeat(str(f)) if heartbeat else contextlib.nullcontext():
-            return screen(str(f), args.ion, **kw)
-    except _Timeout:
-        raise HopnetError(f"timed out after {timeout:g} s (--timeout); skipped") from None
+        yield
     finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+        signal.signal(signal.SIGTERM, old)
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_run_flags(args: argparse.Namespace) -> tuple[bool, int]:
+    """One error line for a bad value of --max-hop/--symprec/--timeout/--max-atoms/--ion/
+    --workers/--ray/--limit; returns (fixed ion, max atoms)."""
     from hopnet.inference import DEFAULT_MAX_ATOMS
-    from hopnet.infra.provenance import run_record
+    from hopnet.screen_runner import import_ray, parse_ions
 
     if not (math.isfinite(args.max_hop) and args.max_hop > 0):
         raise HopnetError(f"--max-hop must be a positive length in Å, got {args.max_hop}")
@@ -428,20 +486,50 @@ def run(args: argparse.Namespace) -> int:
     max_atoms = DEFAULT_MAX_ATOMS if args.max_atoms is None else args.max_atoms
     if max_atoms < 1:
         raise HopnetError(f"--max-atoms must be positive, got {max_atoms}")
+    fixed, _ = parse_ions(args.ion)
+    if not fixed and (args.hops or args.insert_frac or args.insert):
+        raise HopnetError("--hop, --insert and --insert-frac need one fixed --ion, not a list or 'auto'")
+    if args.workers < 1:
+        raise HopnetError(f"--workers must be a positive number of processes, got {args.workers}")
+    if args.batch < 1:
+        raise HopnetError(f"--batch must be a positive number of structures, got {args.batch}")
+    if args.limit is not None and args.limit < 1:
+        raise HopnetError(f"--limit must be a positive number of structures, got {args.limit}")
+    if args.ray is not None:
+        if not str(args.ray).strip():
+            raise HopnetError("--ray must be 'auto', 'local' or a cluster address")
+        if args.ray != "local" and args.workers != 1:
+            raise HopnetError("--workers is for this machine (or --ray local); a Ray cluster's CPUs decide its workers")
+        import_ray()
+    if args.parquet:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise HopnetError("--parquet needs pyarrow: pip install pyarrow") from None
+    return fixed, max_atoms
+
+
+def run(args: argparse.Namespace) -> int:
+    from hopnet.database import open_inputs
+    from hopnet.infra.provenance import run_record
+    from hopnet.screen_runner import Job
+    from hopnet.screen_runner import run as run_jobs
+
+    fixed, max_atoms = _check_run_flags(args)
     threshold = _threshold(args)
     _check_outputs(args)
-    files = expand_inputs(args.structures)
+    entries = open_inputs(args.structures, limit=args.limit)
     explicit = [tuple(h) for h in args.hops] if args.hops else None
     options = _insertion_options(args)
-    if args.resume and not (args.csv or args.json):
-        raise HopnetError("--resume needs --csv or --json: the finished structures are read from them")
+    if args.resume and not (args.csv or args.json or args.parquet):
+        raise HopnetError("--resume needs --csv, --json or --parquet: the finished structures are read from them")
 
     from tqdm.auto import tqdm
 
-    outputs = _Outputs(args, single=len(files) == 1, resume=args.resume)
-    todo = [f for f in files if str(f) not in outputs.done]
-    if args.resume and len(todo) < len(files):
-        print(f"resuming: {len(files) - len(todo)} of {len(files)} structure(s) already done")
+    outputs = _Outputs(args, single=len(entries) == 1, resume=args.resume, order=[e.id for e in entries])
+    todo = [e for e in entries if not outputs.has(e.id)]
+    if args.resume and len(todo) < len(entries):
+        print(f"resuming: {len(entries) - len(todo)} of {len(entries)} structure(s) already done")
     if args.refine is not None:
         from hopnet.inference import get_model
 
@@ -451,45 +539,72 @@ def run(args: argparse.Namespace) -> int:
             raise HopnetError("--refine: this hopnet ships no 'accurate' model yet; give --refine FOLDER, a model "
                               "trained with NEB features (experiments/accurate_model.py --ship FOLDER)")
         get_model(args.refine)  # an unknown or damaged model is one error line before any work
+    job = Job(args.ion, {"max_hop": args.max_hop, "symprec": args.symprec, "model": args.model,
+                         "explicit_hops": explicit, "threshold": threshold, "max_atoms": max_atoms,
+                         "insert": args.insert, "refine": args.refine, **options},
+              timeout=float(args.timeout), keep_network=bool(args.plot or args.network))
     provenance = run_record({"ion": args.ion, "max_hop": args.max_hop, "symprec": args.symprec,
                              "model": args.model, "refine": args.refine, "threshold": threshold, "hops": explicit,
-                             "timeout_s": args.timeout, **options})
-    n_ok, failures = 0, []
-    bar = tqdm(todo, desc="screen", unit="structure", file=sys.stderr, disable=len(todo) < 2 or None)
+                             "timeout_s": args.timeout, "workers": args.workers, "ray": args.ray,
+                             "batch": args.batch, **options})
+    tally: Counter = Counter()
+    failures: list[tuple[str, str, str, str]] = []
+    many = len(todo) > 1
+    bar = tqdm(total=len(todo), desc="screen", unit="structure", file=sys.stderr, disable=not many or None)
+    serial = args.ray is None and args.workers == 1
     try:
-        for f in bar:
-            try:
-                r = _screen_one(f, args, heartbeat=len(todo) == 1, max_hop=args.max_hop, symprec=args.symprec, model=args.model,
-                                explicit_hops=explicit, threshold=threshold, source=str(f), max_atoms=max_atoms,
-                                insert=args.insert, refine=args.refine, **options)
-            except HopnetError as exc:
-                failures.append({"source": str(f), "error": str(exc)})
-                outputs.fail(str(f), str(exc))
-                if len(todo) > 1:  # one structure: its error is the one line the CLI prints
-                    tqdm.write(f"hopnet: error: {f}: {exc}", file=sys.stderr)
-                continue
-            n_ok += 1
-            for w in r.warnings:
-                tqdm.write(f"hopnet: warning: {f}: {w}", file=sys.stderr)
-            tqdm.write(r.table() + "\n", file=sys.stdout)
-            outputs.add(r)
+        with _sigterm_as_interrupt(), _Heartbeat(todo[0].id) if len(todo) == 1 and serial else contextlib.nullcontext():
+            for batch in run_jobs(todo, job, workers=args.workers, ray=args.ray, batch=args.batch):
+                for o in batch:
+                    _report(o, args.quiet, many, not fixed, failures)
+                    tally["failed" if o.failed else "skipped" if o.skipped is not None else "ok"] += 1
+                outputs.commit(batch)
+                bar.update(len(batch))
     except KeyboardInterrupt:
         bar.close()
-        outputs.write_json(provenance, final=False)
-        kept = [x for x in (args.csv, args.json) if x]
+        outputs.finish(provenance, final=False)
+        kept = [x for x in (args.csv, args.json, args.parquet) if x]
         where = f" in {' and '.join(kept)}" if kept else ""
         print(f"hopnet: interrupted: {outputs.n_new} finished structure(s) kept{where}"
               + ("; rerun with --resume to continue" if kept else ""), file=sys.stderr)
         return 130
     bar.close()
-    outputs.write_json(provenance, final=True)
-    if len(todo) > 1:
-        print(f"screened {len(todo)} structure(s): {n_ok} ok, {len(failures)} failed")
-        for fail in failures:
-            print(f"  failed: {fail['source']}: {fail['error']}")
-    if failures:
+    outputs.finish(provenance, final=True)
+    if many:
+        _summary(len(todo), tally, failures)
+    if tally["failed"]:
         if len(todo) == 1:
-            raise HopnetError(f"{failures[0]['source']}: {failures[0]['error']}")
-        raise HopnetError(f"{len(failures)} of {len(todo)} structure(s) failed"
-                          + (" (their rows carry the error)" if (args.csv or args.json) else ""))
+            raise HopnetError(f"{failures[0][0]}: {failures[0][3]}")
+        raise HopnetError(f"{tally['failed']} of {len(todo)} structure(s) failed"
+                          + (" (their rows carry the error)" if (args.csv or args.json or args.parquet) else ""))
     return 0
+
+
+def _report(o: Any, quiet: bool, many: bool, multi_ion: bool, failures: list) -> None:
+    """Say what one structure gave: warnings and errors on stderr, its tables on stdout."""
+    from tqdm.auto import tqdm
+
+    for ion, cause, msg in o.failures:
+        failures.append((o.id, ion if multi_ion else "", cause, msg))
+        if many and not quiet:  # one structure: its error is the one line the CLI prints
+            tqdm.write(f"hopnet: error: {o.id}{f' ({ion})' if multi_ion and ion else ''}: {msg}", file=sys.stderr)
+    if quiet:
+        return
+    for r in o.results:
+        for w in r.warnings:
+            tqdm.write(f"hopnet: warning: {o.id}: {w}", file=sys.stderr)
+        tqdm.write(r.table() + "\n", file=sys.stdout)
+    if o.skipped is not None and many:
+        tqdm.write(f"hopnet: skipped: {o.id}: {o.skipped}", file=sys.stderr)
+
+
+def _summary(n: int, tally: Counter, failures: list) -> None:
+    """The end-of-run lines: counts, the first failures, the failures by cause."""
+    print(f"screened {n} structure(s): {tally['ok']} ok, {tally['failed']} failed"
+          + (f", {tally['skipped']} skipped" if tally["skipped"] else ""))
+    for sid, ion, _, msg in failures[:MAX_LISTED_FAILURES]:
+        print(f"  failed: {sid}{f' ({ion})' if ion else ''}: {msg}")
+    if len(failures) > MAX_LISTED_FAILURES:
+        causes = Counter(cause for _, _, cause, _ in failures)
+        print(f"  ... and {len(failures) - MAX_LISTED_FAILURES} more; failures by cause: "
+              + ", ".join(f"{c} {k}" for c, k in causes.most_common()))
