@@ -223,28 +223,32 @@ def analyse(rows: list[dict]) -> dict:
     }
 
 
-def commit_cost(rows: list[dict], n: int = 100) -> dict:
-    """What the writing process spends on the Parquet table: per part file (``part_s``) and per
-    structure in it (``structure_s``), fitted from parts of 1 and of 64 structures."""
+def commit_cost(structures: Path, n: int = 20, parts: int = 50) -> dict:
+    """What the driver spends per finished structure: unpickling the outcome (what arrives from
+    a worker), its rows and the Parquet table (``structure_s``, from real outcomes of the first
+    ``n`` structures), and per part file written (``part_s``: temporary file, fsync, rename)."""
+    import pickle
     import tempfile
 
     import pyarrow as pa
 
-    from hopnet.screen_table import schema, write_parquet_atomic
+    from hopnet.database import open_inputs
+    from hopnet.screen_runner import Job, screen_entry
+    from hopnet.screen_table import outcome_rows, schema, write_parquet_atomic
 
-    one = [r for r in rows if r["status"] == "ok"][:5] or rows[:5]
-
-    def per_part(k: int) -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            for j in range(n):
-                table = pa.Table.from_pylist([{**r, "id": f"s{j}.{i}"} for i in range(k) for r in one], schema=schema())
-                write_parquet_atomic(table, Path(tmp) / f"part-{j}.parquet")
-            return (time.perf_counter() - t0) / n
-
-    t1, t64 = per_part(1), per_part(64)
-    per_structure = max((t64 - t1) / 63.0, 1e-9)
-    return {"part_s": round(max(t1 - per_structure, 0.0), 6), "structure_s": round(per_structure, 7)}
+    job = Job(",".join(IONS), {"model": "default"})
+    blobs = [pickle.dumps(screen_entry(e, job)) for e in open_inputs([structures], limit=n)]
+    t0 = time.perf_counter()
+    rows = [r for b in blobs for r in outcome_rows(pickle.loads(b))]
+    table = pa.Table.from_pylist(rows, schema=schema())
+    per_structure = (time.perf_counter() - t0) / len(blobs)
+    with tempfile.TemporaryDirectory() as tmp:
+        small = table.slice(0, 1)
+        t0 = time.perf_counter()
+        for j in range(parts):
+            write_parquet_atomic(small, Path(tmp) / f"part-{j}.parquet")
+        per_part = (time.perf_counter() - t0) / parts
+    return {"part_s": round(per_part, 6), "structure_s": round(per_structure, 6)}
 
 
 def estimate(per_structure_mean_s: float, commit: dict, startup_s: float, tail_s: float, n: int = 150_000,
@@ -321,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     one = rate["1 worker"]
     # the per-structure cost of one uncontended worker (in the full job, workers share the cores)
     startup = max(0.0, one["median_wall_s"] - sample * one["per_structure_mean_s"])
-    commit = commit_cost(rows)
+    commit = commit_cost(structures)
     record = {
         "what": "hopnet screen of the shared pre-training sets (issue #23)", "slice": a.limit is not None,
         "selection": selection, "full_job": {"structures": res["structures"], "workers": a.workers,
