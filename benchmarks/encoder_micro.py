@@ -119,7 +119,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     import torch
     from torch_geometric.data import Batch
 
-    from hopnet.nn import EncoderConfig, PropertyModel
+    from hopnet.models.property import MultiPropertyModel, PropertyModelConfig
+    from hopnet.nn import EncoderConfig
 
     torch.set_num_threads(args.threads)
     if args.tuned:
@@ -132,7 +133,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     base = EncoderConfig.paper() if args.config == "paper" else EncoderConfig.small()
     config = EncoderConfig.from_dict({**base.to_dict(), "implementation": args.impl,
                                       "checkpointing": args.checkpointing})
-    model = PropertyModel(config).train()
+    model = MultiPropertyModel(PropertyModelConfig(encoder=config)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as hopnet's trainers
     target = torch.zeros(batch.num_graphs, 1)
 

@@ -154,7 +154,8 @@ def ours() -> Side:
 
     import hopnet
     from hopnet.graphs import GraphConfig, build_graph
-    from hopnet.nn import EncoderConfig, PropertyModel
+    from hopnet.models.property import MultiPropertyModel, PropertyModelConfig
+    from hopnet.nn import EncoderConfig
     from hopnet.structures import to_structure
 
     gcfg = GraphConfig()
@@ -166,7 +167,7 @@ def ours() -> Side:
 
     def model(size: str) -> Any:
         cfg = EncoderConfig.paper() if size == "paper" else EncoderConfig.small()
-        return PropertyModel(cfg, n_outputs=1)
+        return MultiPropertyModel(PropertyModelConfig(encoder=cfg))
 
     def predict(m: Any, batch: Any) -> Any:
         return m(batch).squeeze(-1)

@@ -10,12 +10,12 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from hopnet.datasets import Entry
-from hopnet.infra.errors import ModelFileError
 from hopnet.graphs import GraphConfig, build_graph
 from hopnet.models.barrier import BarrierConfigError, BarrierModelConfig, build_model
 from hopnet.nn import EncoderConfig
 from hopnet.paths import MigrationPath
 from hopnet.structures import to_jarvis
+from hopnet.training.transfer import TransferError
 from hopnet.models.inputs import (
     BarrierGraphs, collate, induced_subgraph, make_loader, path_graphs, segment_distances,
 )
@@ -250,18 +250,27 @@ def test_real_bands_every_variant(band_entries):
 
 
 # ----------------------------------------------------------------------------------- files
+def pretrained(cfg: BarrierModelConfig):
+    """A fresh model started from ``cfg.pretrained_encoder``, as the trainer starts it."""
+    from hopnet.training.transfer import start_from
+
+    model = build_model(cfg)
+    start_from(model, cfg.pretrained_encoder)
+    return model
+
+
 def test_pretrained_encoder_strict(tmp_path):
     cfg = small(variant="band")
     model = build_model(cfg)
     good = tmp_path / "enc.pt"
     torch.save(model.encoder.state_dict(), good)
-    other = build_model(small(variant="band", pretrained_encoder=str(good)))
+    other = pretrained(small(variant="band", pretrained_encoder=str(good)))
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(other.encoder.state_dict()[k], v)
     bad = tmp_path / "bad.pt"
     torch.save(build_model(BarrierModelConfig(encoder=EncoderConfig.small(hidden_features=16))).encoder.state_dict(), bad)
-    with pytest.raises(ModelFileError, match="shape mismatch"):
-        build_model(small(variant="band", pretrained_encoder=str(bad)))
+    with pytest.raises(TransferError, match="shape mismatch"):
+        pretrained(small(variant="band", pretrained_encoder=str(bad)))
 
 
 def test_pretrained_encoder_without_flag_fits_flagged_model(tmp_path, band_entries):
@@ -272,7 +281,7 @@ def test_pretrained_encoder_without_flag_fits_flagged_model(tmp_path, band_entri
     enc = tmp_path / "enc92.pt"
     torch.save(plain.encoder.state_dict(), enc)
     flagged_cfg = small(variant="band", graph={"mobile_flag": True}, pretrained_encoder=str(enc))
-    flagged = build_model(flagged_cfg).eval()
+    flagged = pretrained(flagged_cfg).eval()
     w = flagged.encoder.atom_embedding.linear.weight
     assert w.shape[1] == 93 and torch.count_nonzero(w[:, 92]) == 0
     r = min(band_entries, key=lambda r: len(r["atoms"]["elements"]))
@@ -290,12 +299,12 @@ def test_mean_pooled_encoder_fits_attention_model(tmp_path):
     enc = tmp_path / "enc.pt"
     torch.save(plain.encoder.state_dict(), enc)
     torch.manual_seed(3)
-    m4 = build_model(small(variant="band-attention", pretrained_encoder=str(enc)))
+    m4 = pretrained(small(variant="band-attention", pretrained_encoder=str(enc)))
     loaded = m4.encoder.state_dict()
     assert any(k.startswith("pooling.") for k in loaded)
     for k, v in plain.encoder.state_dict().items():
         assert torch.equal(loaded[k], v), k
     broken = {k: v for k, v in plain.encoder.state_dict().items() if not k.startswith("atom_embedding")}
     torch.save(broken, enc)
-    with pytest.raises(ModelFileError, match="missing key"):
-        build_model(small(variant="band-attention", pretrained_encoder=str(enc)))
+    with pytest.raises(TransferError, match="missing key"):
+        pretrained(small(variant="band-attention", pretrained_encoder=str(enc)))

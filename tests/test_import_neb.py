@@ -235,6 +235,18 @@ def test_the_file_loads_evaluates_and_trains(nebs, tmp_path, capsys):
     # and it is a training file
     assert main(["train", "--model", "classical", "--data", str(out), "--out", str(tmp_path / "m")]) == 0
     assert (tmp_path / "m" / "metadata.json").is_file()
+    # fine-tune the shipped default on them (trees refitted on the union, these paths weighted)
+    # and evaluate: the paths it was fine-tuned on come out closer than before (in-sample: the
+    # point is that the user's data entered the model, not its quality)
+    assert main(["finetune", "--from", "default", "--data", str(out), "--user-weight", "20",
+                 "--out", str(tmp_path / "mine")]) == 0
+    meta = json.loads((tmp_path / "mine" / "metadata.json").read_text())
+    assert meta["finetune_data"]["size"] == 4 and meta["finetune_data"]["data_hash"] == ds.sha256
+    assert meta["finetune"]["n_user"] == 4 and meta["finetune"]["n_base"] == 559
+    mine = tmp_path / "report-mine.json"
+    assert main(["evaluate", "--model", str(tmp_path / "mine"), "--data", str(out), "--output", str(mine)]) == 0
+    before, after = json.loads(report.read_text()), json.loads(mine.read_text())
+    assert after["mae"] < before["mae"] and after["in_training_set"]["n"] == 4
 
 
 def test_write_dataset_plain_json_and_unique_names(nebs, tmp_path):
@@ -355,7 +367,8 @@ def test_docs_commands_run_as_written(tmp_path, monkeypatch, capsys):
     exec-ed, bash lines ``VAR=value`` set a variable and ``hopnet ...`` lines run the CLI."""
     text = (ROOT / "docs" / "import-neb.md").read_text()
     blocks = re.findall(r"<!-- test: run -->\s*\n```(\w+)\n(.*?)```", text, flags=re.DOTALL)
-    assert [lang for lang, _ in blocks] == ["python", "bash"]
+    assert [lang for lang, _ in blocks] == ["python", "bash", "bash"]
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
     env: dict[str, str] = {}
     ran = []
@@ -375,4 +388,4 @@ def test_docs_commands_run_as_written(tmp_path, monkeypatch, capsys):
             argv = [re.sub(r"\$(\w+)", lambda m: env[m.group(1)], w) for w in words[1:]]
             assert main(argv) == 0, f"{raw}\n{capsys.readouterr().err}"
             ran.append(argv[0])
-    assert ran == ["import-neb", "evaluate", "train"]
+    assert ran == ["import-neb", "evaluate", "train", "finetune", "evaluate", "screen"]

@@ -75,11 +75,11 @@ def test_band_in_the_data_set_layout(lfp: Structure) -> None:
 
 def test_predict_many_order_batches_and_one_model_load(lfp: Structure, monkeypatch: pytest.MonkeyPatch) -> None:
     hp.clear_model_cache()
-    from hopnet.models import base
+    from hopnet.models import folder
 
     calls = []
-    real = base.load_model
-    monkeypatch.setattr(base, "load_model", lambda name: calls.append(name) or real(name))
+    real = folder.load_model
+    monkeypatch.setattr(folder, "load_model", lambda name: calls.append(name) or real(name))
     specs = [{"structure": lfp, "ion": "Li", "start": 0, "end": j} for j in (4, 1, 2, 3)]
     specs.append((lfp, "Li", 0, [0.5, 0.25, 0.5]))
     out = hp.predict_many(specs)

@@ -17,7 +17,8 @@ import torch
 from hopnet.cli import main
 from hopnet.models.folder import load_model
 from hopnet.models.property import load_property_model
-from hopnet.training.pretrain import masked_l1, sample_indices
+from hopnet.models.property import masked_l1
+from hopnet.training.pretrain import sample_indices
 
 torch.set_num_threads(1)
 
@@ -183,14 +184,17 @@ def test_ddp_two_cpu_processes(data_dir, tmp_path):
 
 def test_barrier_model_starts_from_property_model_folder(data_dir, tmp_path):
     """``BarrierModelConfig.pretrained_encoder`` may name a ``hopnet pretrain`` folder: member 0's
-    encoder is loaded, its 92-feature input widened by a zero column for the mobile-ion flag."""
+    encoder is loaded (by the trainer, :func:`~hopnet.training.transfer.start_from`), its 92-feature input widened by a zero column for the mobile-ion flag."""
     from hopnet.models.barrier import BarrierModelConfig, build_model
+    from hopnet.training.transfer import start_from
 
     out = tmp_path / "fe"
     assert main(["pretrain", "--properties", "fe", "--data-dir", str(data_dir), "--out", str(out), *COMMON]) == 0
     models, cfg, _ = load_property_model(out / "model")
-    model = build_model(BarrierModelConfig(variant="band", encoder=cfg.encoder, graph={"mobile_flag": True},
-                                           pretrained_encoder=str(out / "model")))
+    config = BarrierModelConfig(variant="band", encoder=cfg.encoder, graph={"mobile_flag": True},
+                                pretrained_encoder=str(out / "model"))
+    model = build_model(config)
+    start_from(model, config.pretrained_encoder)  # as the trainer starts every member
     src = models[0].encoder.state_dict()
     for k, v in model.encoder.state_dict().items():
         if k == "atom_embedding.linear.weight":

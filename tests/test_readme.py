@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 #: (subcommand, first argument or None) run only as a parse: minutes to hours of CPU
 SLOW = {("train", "--variant"), ("reproduce", None), ("pretrain", None), ("finetune", None)}
-READS = (".cif", ".yaml", ".csv", ".json", ".gz")
+READS = (".cif", ".yaml", ".csv", ".json", ".gz", ".extxyz", ".traj")
 WRITE_FLAGS = {"--csv", "--json", "--plot", "--network", "--output", "--out"}
 
 
@@ -94,8 +94,9 @@ def test_quick_commands_run_as_written(tmp_path, monkeypatch, capsys):
         out = capsys.readouterr()
         assert rc == 0, f"hopnet {' '.join(argv)} -> {rc}\n{out.err[-2000:]}"
         ran.append(argv[0])
-    assert {"predict", "screen", "rate", "evaluate", "train", "models", "neb"} <= set(ran)
-    for f in ("hops.csv", "net.png", "report.json", "parity.png", "my_model/config.json", "runs/from_yaml/config.json"):
+    assert {"predict", "screen", "rate", "evaluate", "train", "models", "neb", "import-neb", "datasets"} <= set(ran)
+    for f in ("hops.csv", "net.png", "report.json", "parity.png", "my_model/config.json", "runs/from_yaml/config.json",
+              "my_paths.json"):
         assert (tmp_path / f).is_file(), f
 
 

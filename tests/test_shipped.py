@@ -73,8 +73,10 @@ def test_mpt_ships_and_fine_tunes_offline(tmp_path, capsys):
     models, cfg, meta = load_property_model("mpt")
     assert list(cfg.properties) == ["fe", "bg", "gv", "ph", "dc", "pz", "ebg"]
     assert meta["git_commit"] and meta["data_hash"] and meta["metrics"]["val"]["fe"]["r2"] > 0.9
-    barrier = build_model(BarrierModelConfig(variant="band", encoder=cfg.encoder, graph={"mobile_flag": True},
-                                             pretrained_encoder="mpt"))
+    from hopnet.training.transfer import start_from
+
+    barrier = build_model(BarrierModelConfig(variant="band", encoder=cfg.encoder, graph={"mobile_flag": True}))
+    start_from(barrier, "mpt")
     w = barrier.encoder.atom_embedding.linear.weight
     assert torch.equal(w[:, :92], models[0].encoder.atom_embedding.linear.weight) and not w[:, 92].any()
     assert main(["models", "list"]) == 0

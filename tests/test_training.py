@@ -194,7 +194,7 @@ def test_cli_train_from_yaml_and_flags(tmp_path, entries, capsys):
 
 
 def test_bf16_mixed_precision_trains_and_predicts(tmp_path, entries):
-    from hopnet.models.folder import load_model, seal_metadata
+    from hopnet.models.folder import load_model
 
     folder = train(entries, MODEL, replace(TRAIN, precision="bf16-mixed"), tmp_path / "bf16")
     pred = load_model(folder).predict_paths(entries)

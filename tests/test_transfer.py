@@ -12,7 +12,7 @@ from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.nn.config import EncoderConfig
 from hopnet.models.inputs import make_loader
 from hopnet.models.property import MultiPropertyModel, PropertyGraphs, PropertyModelConfig
-from hopnet.training.pretrain import masked_l1
+from hopnet.models.property import masked_l1
 from hopnet.training.transfer import (
     STRATEGIES, TransferError, apply_strategy, freeze, keep_frozen_eval, parameter_groups,
     plan_strategy, transfer,

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from hopnet.models.barrier import BarrierModelConfig
     from hopnet.models.folder import load_model
     from hopnet.nn.config import EncoderConfig
-    from hopnet.models.property import export_encoder, load_property_model
+    from hopnet.models.property import load_property_model
     from hopnet.training.pretrain import pretrain
     from hopnet.training.train import train
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (mpt / "config.json").is_file():
         pretrain(load_multiprop("all", max_size=cap), enc, pt_train, mpt.parent, resume=True)
     _, mpt_cfg, _ = load_property_model(mpt)
-    enc_file = export_encoder(mpt, out / "mpt-encoder.pt")
+    enc_file = mpt.resolve()  # a model folder: its first member's encoder is the start point
     results = out / "results.jsonl"
     done = done_keys(results)
     for variant in variants:
@@ -109,13 +109,12 @@ def cpu_profile(args: argparse.Namespace) -> int:
     from hopnet.crossval import cross_validate, load_records, summarize
     from hopnet.datasets import load
     from hopnet.reproduce import model_spec
-    from hopnet.models.property import export_encoder
 
     if not args.mpt:
         raise SystemExit("--profile cpu needs --mpt (a hopnet pretrain --properties all model folder)")
     out = Path(args.out)
     ds = load("migration-barriers")
-    enc_file = export_encoder(args.mpt, out / "mpt-encoder.pt").resolve()
+    enc_file = Path(args.mpt).resolve()  # a model folder: its first member's encoder is the start point
     summary: dict = {}
     for name in args.models.split(","):
         spec = model_spec(name)

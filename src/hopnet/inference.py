@@ -221,19 +221,6 @@ def _calibration(predictor: Any, name: str) -> Any:
     return Calibration.from_dict(block, where=f"model {name}")
 
 
-def _calibrated(cal: Any, mean: np.ndarray, spread: np.ndarray, paths: Sequence[Any],
-                threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(σ, P(E_m < threshold)) in eV of each prediction: calibrated with ``cal``, else
-    (ensemble spread, NaN)."""
-    if cal is None:
-        return spread, np.full(len(mean), np.nan)
-    from hopnet.models.calibration import prob_below
-
-    hop = np.array([p.hop_length if p is not None else np.nan for p in paths]) if "hop_length" in cal.features else None
-    sigma = cal.sigma(ensemble_std=spread, prediction=mean, hop_length=hop)
-    return sigma, prob_below(mean, sigma, threshold)
-
-
 def _model_images(predictor: Any) -> int:
     return int(getattr(getattr(predictor, "config", None), "n_images", 5) or 5)
 
@@ -423,19 +410,23 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
     predictor = get_model(model)
     name = _model_name(predictor, model)
     cal = _calibration(predictor, name)
+    from hopnet.models.calibration import prob_below
+    from hopnet.models.folder import CalibratedPredictor
+
+    if cal is not None and not isinstance(predictor, CalibratedPredictor):  # a predictor built by hand
+        predictor = CalibratedPredictor(predictor, cal)
     domain = Domain.from_metadata(getattr(predictor, "metadata", None))
     if _model_images(predictor) != 5:
         build(_model_images(predictor))
 
-    mean = np.full(len(items), np.nan)
-    std = np.full(len(items), np.nan)
+    mean, std, spread = (np.full(len(items), np.nan) for _ in range(3))  # std: calibrated σ when calibrated
     good = [k for k, p in enumerate(paths) if p is not None]
     sizes = [len(paths[k].host) + paths[k].n_images for k in good]
     for group in _batches(sizes, int(batch_atoms)):
         idx = [good[g] for g in group]
         try:
             pred = predictor.predict_paths([paths[k] for k in idx])
-            mean[idx], std[idx] = np.asarray(pred.mean, float), np.asarray(pred.ensemble_std, float)
+            mean[idx], std[idx], spread[idx] = pred.mean, pred.std, pred.ensemble_std
         except HopnetError as exc:
             if on_error == "raise" or len(idx) == 1:
                 if on_error == "raise":
@@ -445,11 +436,11 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
             for k in idx:  # find the culprit(s); the rest still get predictions
                 try:
                     pred = predictor.predict_paths([paths[k]])
-                    mean[k], std[k] = float(pred.mean[0]), float(pred.ensemble_std[0])
+                    mean[k], std[k], spread[k] = pred.mean[0], pred.std[0], pred.ensemble_std[0]
                 except HopnetError as exc2:
                     errors[k] = str(exc2)
 
-    sigma, p_good = _calibrated(cal, mean, std, paths, threshold)
+    p_good = prob_below(mean, std, threshold) if cal is not None else np.full(len(items), np.nan)
     results = []
     for k in range(len(items)):
         p = paths[k]
@@ -457,9 +448,9 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
         for w in warns:
             log.info("%s%s", f"{labels[k]}: " if labels[k] else "", w)
         results.append(BarrierResult(
-            barrier=float(mean[k]), std=float(sigma[k]), path=p, model=name, threshold=threshold,
+            barrier=float(mean[k]), std=float(std[k]), path=p, model=name, threshold=threshold,
             warnings=warns, label=labels[k], reference=refs[k], error=errors[k],
-            ensemble_std=float(std[k]), p_good=float(p_good[k]), calibrated=cal is not None,
+            ensemble_std=float(spread[k]), p_good=float(p_good[k]), calibrated=cal is not None,
         ))
     return results
 

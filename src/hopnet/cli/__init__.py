@@ -33,6 +33,8 @@ SUBCOMMANDS: dict[str, str] = {
 #: commands that train networks: the CLI tunes the allocator for them (:mod:`hopnet.infra.runtime`);
 #: the library never changes process-wide settings on its own
 TRAINING_COMMANDS = frozenset({"train", "pretrain", "finetune", "reproduce"})
+#: commands whose --config FILE.yaml holds flag values (``hopnet train``'s holds a run file)
+FLAG_FILE_COMMANDS = frozenset({"pretrain", "finetune"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag_file(argv: list[str]) -> tuple[str, str] | None:
+    """(command, path) when ``argv`` runs a FLAG_FILE_COMMANDS command with --config PATH."""
+    words = [w for w in argv if not w.startswith("-")]
+    if not words or words[0] not in FLAG_FILE_COMMANDS:
+        return None
+    for k, w in enumerate(argv):
+        if w == "--config" and k + 1 < len(argv):
+            return words[0], argv[k + 1]
+        if w.startswith("--config="):
+            return words[0], w.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flag_file = _flag_file(argv)
+    if flag_file is not None:
+        from hopnet.cli.common import apply_flag_file
+
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[flag_file[0]]
+        try:
+            apply_flag_file(sub, flag_file[1])
+        except HopnetError as exc:
+            print(f"hopnet: error: {exc}", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),

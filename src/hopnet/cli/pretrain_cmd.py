@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hopnet.cli.common import add_optimiser_flags
+from hopnet.cli.common import add_config_flag, add_optimiser_flags, require
 
 
 def add_training_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``pretrain`` and ``finetune`` (TrainingConfig fields, Lightning pass-through)."""
+    add_config_flag(p)
     size = p.add_mutually_exclusive_group()
     size.add_argument("--small", dest="size_preset", action="store_const", const="small",
                       help="small encoder (CPU runs; the default)")
@@ -32,7 +33,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
                    metavar="NAME", help="Lightning strategy (bare flag = ddp; gloo on CPU; default: auto)")
     p.add_argument("--num-nodes", type=int, default=None, help="machines for DDP (default 1)")
     p.add_argument("--data-dir", default=None, help="data folder (default: $HOPNET_DATA_DIR)")
-    p.add_argument("--out", required=True, help="output folder (the model folder is OUT/model); required")
+    p.add_argument("--out", default=None, help="output folder (the model folder is OUT/model); required")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoints in OUT (default: start afresh)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)")
@@ -40,6 +41,8 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
 
 def training_config(args: argparse.Namespace) -> Any:
     from hopnet.training.config import TrainingConfig
+
+    require(args, out="--out")
 
     kw: dict[str, Any] = {}
     for flag in ("epochs", "batch_size", "lr", "seed", "ensemble", "val_fraction", "patience",

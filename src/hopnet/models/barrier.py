@@ -34,10 +34,11 @@ Options common to all variants:
   The ion images are always kept.
 * ``hybrid``: the path descriptors of :mod:`hopnet.descriptors`, standardised with the training
   mean/std (stored in the model), are concatenated to the pooled vector before the head.
-* ``pretrained_encoder``: an encoder to start from, loaded (strict key and shape check) before
-  training: a file holding an encoder ``state_dict``, or a property model folder of ``hopnet
-  pretrain`` / a shipped property model name such as ``"mpt"`` (its first member's encoder). A
-  92-feature encoder fits a model with the mobile-ion flag (zero-weight flag column).
+* ``pretrained_encoder``: an encoder to start from, loaded by the trainer before training
+  (:func:`hopnet.training.transfer.start_from`, strict key and shape check, then a named
+  strategy): a file holding an encoder or model ``state_dict``, or a model folder / a shipped
+  model name such as ``"mpt"`` (its first member's encoder). A 92-feature encoder fits a model
+  with the mobile-ion flag (zero-weight flag column).
 
 The module predicts the *standardised* barrier; the training target mean/std (eV) are buffers of
 the module, so :meth:`BarrierModel.predict_ev` returns eV and a saved state_dict is complete.
@@ -100,34 +101,6 @@ def _encoder_from(value: Any) -> EncoderConfig:
     if unknown:
         raise BarrierConfigError(f"unknown encoder key(s): {', '.join(unknown)}")
     return EncoderConfig.small(**data) if preset == "small" else EncoderConfig.paper(**data)
-
-
-ATOM_INPUT_WEIGHT = "atom_embedding.linear.weight"
-
-
-def _encoder_state(source: str | os.PathLike) -> Any:
-    """An encoder ``state_dict`` from a weights file, or from a property model folder / shipped
-    property model name (e.g. ``"mpt"``; member 0's encoder)."""
-    from hopnet.models.folder import shipped_models
-
-    if Path(source).is_dir() or (isinstance(source, str) and source in shipped_models()):
-        from hopnet.models.property import load_property_model
-
-        models, _, _ = load_property_model(source)
-        return models[0].encoder.state_dict()
-    return read_weights(source, "pretrained encoder file")
-
-
-def widen_atom_input(state: dict, width: int) -> dict:
-    """``state`` with the atom-embedding input widened to ``width`` columns by zero columns
-    appended on the right (extra per-atom features such as the mobile-ion flag come after the
-    element features). Returns ``state`` unchanged when it already fits or has no such key."""
-    w = state.get(ATOM_INPUT_WEIGHT)
-    if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[1] >= width:
-        return state
-    out = dict(state)
-    out[ATOM_INPUT_WEIGHT] = torch.cat([w, w.new_zeros(w.shape[0], width - w.shape[1])], dim=1)
-    return out
 
 
 @dataclass(frozen=True)
@@ -258,32 +231,6 @@ class BarrierModel(nn.Module):
             self.desc_mean.copy_(torch.as_tensor(desc_mean, dtype=self.desc_mean.dtype))
             self.desc_std.copy_(torch.as_tensor(std, dtype=self.desc_std.dtype))
 
-    def load_encoder(self, path: str | os.PathLike) -> None:
-        """Load an encoder ``state_dict`` (strict key and shape check) -> ModelFileError.
-
-        An encoder pre-trained on the 92 element features fits a model with the mobile-ion flag
-        (93): the flag's input column starts at zero weight (:func:`widen_atom_input`), so the
-        loaded encoder computes exactly what it did before fine-tuning teaches it the flag. A
-        mean-pooled encoder fits an attention-pooled model (Model 4): the gate keeps its fresh
-        initialisation."""
-
-        state = _encoder_state(path)
-        if not isinstance(state, dict):
-            raise ModelFileError(f"pretrained encoder file {path} does not hold a state_dict")
-        if all(k.startswith("encoder.") for k in state):  # a whole-model state_dict
-            state = {k[len("encoder."):]: v for k, v in state.items()}
-        state = widen_atom_input(state, self.encoder.config.atom_input_features)
-        # a mean-pooled source fits an attention-pooled model: the pooling gate starts fresh
-        own = self.encoder.state_dict()
-        fresh = [k for k in own if k.startswith("pooling.") and k not in state]
-        if fresh and not any(k.startswith("pooling.") for k in state):
-            state = {**state, **{k: own[k] for k in fresh}}
-            log.info("pretrained encoder %s has no attention pooling; its gate starts from fresh weights", path)
-        problem = state_dict_mismatch(self.encoder, state)
-        if problem:
-            raise ModelFileError(f"pretrained encoder {path} does not fit the encoder config: {problem}")
-        self.encoder.load_state_dict(state, strict=True)
-
     # ------------------------------------------------------------------ forward
     def path_mask(self, batch: Any) -> Tensor | None:
         if self.config.pool_scope == "all":
@@ -313,14 +260,25 @@ class BarrierModel(nn.Module):
         """Barriers in eV [B]."""
         return self.forward(batch) * self.target_std + self.target_mean
 
+    def targets(self, batch: Any) -> Tensor:
+        """The batch's barriers (eV) [B]: ``y`` of the first graph slot of each path."""
+        return batch.y[:batch.num_graphs // self.config.n_graphs]
 
-def build_model(config: BarrierModelConfig, n_descriptors: int = 0, load_pretrained: bool = True
-                ) -> BarrierModel:
-    """A fresh model; loads ``config.pretrained_encoder`` when set and ``load_pretrained``."""
-    model = BarrierModel(config, n_descriptors)
-    if load_pretrained and config.pretrained_encoder:
-        model.load_encoder(config.pretrained_encoder)
-    return model
+    def loss(self, batch: Any) -> tuple[Tensor, int]:
+        """Training objective: L1 on the standardised barrier; (loss, number of paths)."""
+        y = self.targets(batch)
+        return torch.nn.functional.l1_loss(self(batch), (y - self.target_mean) / self.target_std), y.numel()
+
+    def outputs(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """(predicted, true, present) barriers [B, 1] in eV, for validation."""
+        y = self.targets(batch)[:, None]
+        return self.predict_ev(batch)[:, None], y, torch.ones_like(y, dtype=torch.bool)
+
+
+def build_model(config: BarrierModelConfig, n_descriptors: int = 0) -> BarrierModel:
+    """A fresh model (``config.pretrained_encoder`` is loaded by the trainer:
+    :func:`hopnet.training.transfer.start_from`)."""
+    return BarrierModel(config, n_descriptors)
 
 
 # ---------------------------------------------------------------------------------- predictor
@@ -382,7 +340,7 @@ def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> G
     n_desc = int(metadata.get("n_descriptors", 0))
     members = []
     for k, state in enumerate(states):
-        model = build_model(model_config, n_desc, load_pretrained=False)
+        model = build_model(model_config, n_desc)
         state = {key: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
                  for key, v in state.items()}
         problem = state_dict_mismatch(model, state)

@@ -128,6 +128,10 @@ class ClassicalConfig(EstimatorConfig):
     #: settings of a universal-potential NEB (:class:`hopnet.neb.NebConfig` fields) whose results
     #: (:data:`hopnet.neb.NEB_FEATURE_NAMES`) join the descriptors; None: geometry only
     neb: dict | None = None
+    #: with ``neb``: the prediction is raised to the potential's own forward barrier, capped at
+    #: this many eV, where that is higher (a universal potential's barrier runs low, so it is a
+    #: floor; a forbidden hop stays forbidden); None: the trees alone
+    neb_floor: float | None = None
 
     @classmethod
     def gbr_reference(cls) -> "ClassicalConfig":
@@ -355,7 +359,10 @@ class ClassicalPredictor:
             raw = raw / len(comps)
             per_member.append(np.expm1(raw) if self.config.log_target else raw)
         m = np.stack(per_member) if X.shape[0] else np.zeros((len(self.members), 0))
-        return Prediction(mean=m.mean(axis=0), std=m.std(axis=0), model=self.name, members=m)
+        mean = m.mean(axis=0)
+        if self.config.neb and self.config.neb_floor is not None:  # column 0 of the NEB features: E_fwd
+            mean = np.maximum(mean, np.clip(X[:, len(FEATURE_NAMES)], 0.0, float(self.config.neb_floor)))
+        return Prediction(mean=mean, std=m.std(axis=0), model=self.name, members=m)
 
     def predict_paths(self, paths: Sequence[Any], batch_size: int | None = None) -> Prediction:
         """Barriers (eV) of ``hopnet.paths.MigrationPath`` objects, in input order
@@ -371,8 +378,9 @@ class ClassicalPredictor:
 
 
 def fit_members(X: np.ndarray, y: np.ndarray, config: ClassicalConfig,
-                seeds: Sequence[int] = (0,)) -> list[list[TreeArrays]]:
-    """Fit one member per seed on descriptors ``X`` and barriers ``y`` (eV)."""
+                seeds: Sequence[int] = (0,), sample_weight: np.ndarray | None = None) -> list[list[TreeArrays]]:
+    """Fit one member per seed on descriptors ``X`` and barriers ``y`` (eV), rows weighted by
+    ``sample_weight`` (None: equal weights)."""
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     if X.ndim != 2 or len(X) != len(y) or len(y) < 2:
@@ -388,7 +396,7 @@ def fit_members(X: np.ndarray, y: np.ndarray, config: ClassicalConfig,
     for seed in seeds:
         comps = []
         for est in config.components():
-            model = est.make(int(seed)).fit(X, target)
+            model = est.make(int(seed)).fit(X, target, sample_weight=sample_weight)
             comps.append(TreeArrays.from_sklearn(model))
         members.append(comps)
     return members
@@ -407,7 +415,7 @@ def _sklearn_version() -> str:
 
 def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalConfig | None = None,
                     seeds: Sequence[int] = (0,), extra_metadata: dict | None = None,
-                    neb_rows: dict[str, dict] | None = None) -> Path:
+                    neb_rows: dict[str, dict] | None = None, sample_weight: np.ndarray | None = None) -> Path:
     """Fit the classical model on ``dataset`` (a :class:`~hopnet.datasets.Dataset`, a registered
     name or a band-format JSON file), one member per seed, and write a model folder of kind
     "classical" at ``out_dir``. Returns the folder.
@@ -415,7 +423,8 @@ def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalC
     With ``config.neb`` the NEB features of the training paths come from ``neb_rows`` (results-file
     rows of ``hopnet neb`` by entry id, run with those settings; every entry needs one); they are
     stored in the folder (``neb_features.json``, keyed like the NEB cache) so that the training
-    paths are never run again."""
+    paths are never run again. ``sample_weight``: one weight per entry (fine-tuning weighs a
+    user's own paths above the shipped training data)."""
     from hopnet.datasets import Dataset, load
     from hopnet.metrics import regression_metrics
 
@@ -433,7 +442,11 @@ def train_classical(dataset: Any, out_dir: str | os.PathLike, config: ClassicalC
     y = ds.targets
     seeds = [int(s) for s in seeds]
     log.info("training classical model on %d paths, %d member(s)", len(y), len(seeds))
-    members = fit_members(X, y, config, seeds)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=float)
+        if sample_weight.shape != y.shape or not (np.isfinite(sample_weight).all() and (sample_weight > 0).all()):
+            raise DataError(f"sample_weight needs one positive weight per entry ({len(y)})")
+    members = fit_members(X, y, config, seeds, sample_weight)
     name = Path(out_dir).name
     pred = ClassicalPredictor(name, config, {}, members).predict_descriptors(X)
     arrays: dict[str, np.ndarray] = {}

@@ -22,6 +22,7 @@ blow the memory.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import math
@@ -130,12 +131,57 @@ def path_graphs(path: MigrationPath, config: BarrierModelConfig, cache: GraphCac
     return graphs
 
 
-class BarrierGraphs(TorchDataset):
+class GraphSet(TorchDataset):
+    """Graphs built once, one list of graphs per item (two for Model 1, else one), with the item
+    ``ids``, per-item arrays named in ``ROWS`` (sliced by :meth:`subset`) and the sizes the
+    size-capped batch sampler reads (``n_atoms``, ``n_line_edges`` per item)."""
+
+    ROWS: tuple[str, ...] = ("targets",)
+    ids: list[str]
+    samples: list[list[AlignnGraph]]
+
+    def _count(self) -> None:
+        self.n_atoms = np.array([sum(g.num_nodes for g in s) for s in self.samples], dtype=np.int64)
+        self.n_line_edges = np.array([sum(int(g.lg_edge_index.shape[1]) for g in s) for s in self.samples],
+                                     dtype=np.int64)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "GraphSet":
+        """A view on the items at ``indices`` (graphs shared, not copied)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        out = copy.copy(self)
+        out.ids = [self.ids[i] for i in idx]
+        out.samples = [self.samples[i] for i in idx]
+        for name in self.ROWS:
+            rows = getattr(self, name)
+            setattr(out, name, None if rows is None else rows[idx])
+        out.n_atoms, out.n_line_edges = self.n_atoms[idx], self.n_line_edges[idx]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def build_graphs(ids: Sequence[str], make: Any, what: str, every: int = 100) -> list:
+    """``make(i)`` for each item, an error naming the item's id, progress in the log."""
+    out = []
+    for i, key in enumerate(ids):
+        try:
+            out.append(make(i))
+        except HopnetError as exc:
+            raise type(exc)(f"{key}: {exc}") from None
+        if (i + 1) % every == 0:
+            log.info("graphs of %d/%d %s built", i + 1, len(ids), what)
+    return out
+
+
+class BarrierGraphs(GraphSet):
     """Migration paths (or ``Entry``/band items) turned into the variant's graphs, built once.
 
     ``targets``: barriers in eV (NaN where unknown), or None. ``cache``: a ``GraphCache``, a
     directory, or None (no disk cache). ``self.descriptors`` [n, D] raw path descriptors (hybrid
     models only)."""
+
+    ROWS = ("targets", "descriptors")
 
     def __init__(self, items: Sequence[Any], config: BarrierModelConfig,
                  targets: Sequence[float] | None = None, cache: GraphCache | str | None = None) -> None:
@@ -150,43 +196,18 @@ class BarrierGraphs(TorchDataset):
         self.targets = y
         self.ids = [str(getattr(it, "id", i)) for i, it in enumerate(items)]
         paths = [as_path(it, config.n_images) for it in items]
-        self.samples: list[list[AlignnGraph]] = []
-        for i, p in enumerate(paths):
-            try:
-                self.samples.append(path_graphs(p, config, cache))
-            except HopnetError as exc:
-                raise type(exc)(f"{self.ids[i]}: {exc}") from None
-            if (i + 1) % 100 == 0:
-                log.info("graphs of %d/%d paths built", i + 1, n)
+        self.samples = build_graphs(self.ids, lambda i: path_graphs(paths[i], config, cache), "paths")
         self.descriptors: np.ndarray | None = None
         if config.hybrid:
             from hopnet.descriptors import band_descriptors
 
             self.descriptors = np.stack([band_descriptors(p.band(), p.n_images) for p in paths]) \
                 if paths else np.zeros((0, 0))
-        self.n_atoms = np.array([sum(g.num_nodes for g in s) for s in self.samples], dtype=np.int64)
-        self.n_line_edges = np.array([sum(int(g.lg_edge_index.shape[1]) for g in s) for s in self.samples],
-                                     dtype=np.int64)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "BarrierGraphs":
-        """A view on the paths at ``indices`` (graphs shared, not copied)."""
-        idx = np.asarray(indices, dtype=np.int64)
-        out = object.__new__(BarrierGraphs)
-        out.config = self.config
-        out.targets = self.targets[idx]
-        out.ids = [self.ids[i] for i in idx]
-        out.samples = [self.samples[i] for i in idx]
-        out.descriptors = None if self.descriptors is None else self.descriptors[idx]
-        out.n_atoms = self.n_atoms[idx]
-        out.n_line_edges = self.n_line_edges[idx]
-        return out
+        self._count()
 
     @property
     def n_descriptors(self) -> int:
         return 0 if self.descriptors is None else int(self.descriptors.shape[1])
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def __getitem__(self, i: int) -> list[AlignnGraph]:
         out = []

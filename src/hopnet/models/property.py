@@ -11,7 +11,6 @@ member). :func:`load_property_model` reads it back; fitting is :mod:`hopnet.trai
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -21,7 +20,6 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset as TorchDataset
 
 from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.graphs import AlignnGraph, GraphCache, build_graph
@@ -30,6 +28,7 @@ from hopnet.graphs.features import FEATURE_DIM
 from hopnet.infra.configs import check_keys
 from hopnet.infra.errors import HopnetError, ModelFileError
 from hopnet.models.folder import read_weights, state_dict_mismatch
+from hopnet.models.inputs import GraphSet, build_graphs
 from hopnet.nn.config import EncoderConfig
 from hopnet.nn.encoder import AlignnEncoder
 from hopnet.nn.heads import MultiHead
@@ -124,12 +123,41 @@ class MultiPropertyModel(nn.Module):
     def predict(self, batch: Any) -> Tensor:
         return self.forward(batch) * self.target_std + self.target_mean
 
+    def loss(self, batch: Any) -> tuple[Tensor, int]:
+        """Training objective: :func:`masked_l1` on the standardised targets; (loss, structures)."""
+        target = (batch.y - self.target_mean) / self.target_std
+        return masked_l1(self(batch), target, batch.mask, self.config.normalisation), int(batch.num_graphs)
+
+    def outputs(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """(predicted, true, present) [B, P] in data units, for validation."""
+        return self.predict(batch), batch.y, batch.mask.to(torch.bool)
+
+
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, normalisation: str = "row") -> Tensor:
+    """Masked L1 loss of ``pred`` / ``target`` [N, P] with presence mask ``mask`` [N, P] (bool or
+    0/1); absent targets may hold anything (NaN included). See the module docstring for the
+    normalisations. Returns 0 (with a gradient path) when nothing is present."""
+    m = mask.to(torch.bool)
+    err = torch.where(m, (pred - torch.where(m, target, pred)).abs(), torch.zeros_like(pred))
+    if normalisation in ("row", "property"):
+        dim = 1 if normalisation == "row" else 0  # mean within each row / property, then over them
+        k = m.sum(dim=dim)
+        kept = k > 0
+        if not bool(kept.any()):
+            return pred.sum() * 0.0
+        return (err.sum(dim=dim)[kept] / k[kept]).mean()
+    if normalisation == "sum":
+        return err.sum() / max(int(m.any(dim=1).sum()), 1)
+    raise PropertyConfigError(f"unknown loss normalisation {normalisation!r}")
+
 
 # ----------------------------------------------------------------------------------- data
-class PropertyGraphs(TorchDataset):
+class PropertyGraphs(GraphSet):
     """The graphs of a :class:`MultiPropertyDataset`, built once (through ``cache`` when given).
     Items are one-graph lists with ``y`` [1, P] (NaN where absent) and ``mask`` [1, P], so the
     barrier pipeline's :func:`~hopnet.models.inputs.make_loader` batches them."""
+
+    ROWS = ("targets", "mask")
 
     def __init__(self, data: MultiPropertyDataset, graph: GraphConfig,
                  cache: GraphCache | str | None = None) -> None:
@@ -139,33 +167,14 @@ class PropertyGraphs(TorchDataset):
         self.ids = data.ids
         self.targets = data.targets.astype(np.float32)
         self.mask = data.mask.copy()
-        self.samples: list[AlignnGraph] = []
-        for i, e in enumerate(data):
-            try:
-                g = cache.get_or_build(e.atoms, graph, 0) if cache is not None else build_graph(e.atoms, graph, 0)
-            except HopnetError as exc:
-                raise type(exc)(f"{e.id}: {exc}") from None
-            self.samples.append(g)
-            if (i + 1) % 1000 == 0:
-                log.info("graphs of %d/%d structures built", i + 1, len(data))
-        self.n_atoms = np.array([g.num_nodes for g in self.samples], dtype=np.int64)
-        self.n_line_edges = np.array([int(g.lg_edge_index.shape[1]) for g in self.samples], dtype=np.int64)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "PropertyGraphs":
-        idx = np.asarray(indices, dtype=np.int64)
-        out = object.__new__(PropertyGraphs)
-        out.properties = self.properties
-        out.ids = [self.ids[i] for i in idx]
-        out.targets, out.mask = self.targets[idx], self.mask[idx]
-        out.samples = [self.samples[i] for i in idx]
-        out.n_atoms, out.n_line_edges = self.n_atoms[idx], self.n_line_edges[idx]
-        return out
-
-    def __len__(self) -> int:
-        return len(self.samples)
+        entries = list(data)
+        build = (lambda i: [cache.get_or_build(entries[i].atoms, graph, 0)]) if cache is not None else \
+            (lambda i: [build_graph(entries[i].atoms, graph, 0)])
+        self.samples = build_graphs([str(e.id) for e in entries], build, "structures", every=1000)
+        self._count()
 
     def __getitem__(self, i: int) -> list[AlignnGraph]:
-        g = self.samples[i].clone()
+        g = self.samples[i][0].clone()
         g.y = torch.from_numpy(self.targets[i:i + 1].copy())
         g.mask = torch.from_numpy(self.mask[i:i + 1].copy())
         return [g]
@@ -244,18 +253,3 @@ def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> P
     """The loader ``hopnet.models.folder.load_model`` calls for kind ``"property"``."""
     models, cfg, meta = load_property_model(folder)
     return PropertyPredictor(Path(folder).name, models, cfg, meta)
-
-
-def export_encoder(model_dir: str | os.PathLike, path: str | os.PathLike, member: int = 0) -> Path:
-    """Write the encoder ``state_dict`` of a property model folder (one member) to ``path``:
-    the file ``BarrierModelConfig.pretrained_encoder`` loads (the barrier model's encoder config
-    must match: same sizes, and ``graph.mobile_flag`` off unless the source had it)."""
-    from hopnet.infra.provenance import atomic_write_bytes
-
-    models, _, _ = load_property_model(model_dir)
-    if not 0 <= member < len(models):
-        raise ModelFileError(f"{model_dir}: no member {member} (it has {len(models)})")
-    buf = io.BytesIO()
-    torch.save(models[member].encoder.state_dict(), buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)

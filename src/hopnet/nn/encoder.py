@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -13,6 +13,7 @@ from hopnet.infra.errors import HopnetError
 from hopnet.nn.config import EncoderConfig
 from hopnet.nn.fused import BondPairStream, Segments, gaussian_mlp
 from hopnet.nn.layers import AlignnLayer, EdgeGatedGraphConv, MLPLayer, RBFExpansion
+from hopnet.nn.plan import BatchPlan, Edges
 from hopnet.nn.pooling import AttentionPooling, MeanPooling
 
 
@@ -166,28 +167,25 @@ class AlignnEncoder(nn.Module):
         stream = None
         if fused and not ckpt and self.training and torch.is_grad_enabled() and not autocast:
             stream = BondPairStream()   # the bond-pair features are rebuilt in backward, not kept
-        segments = lg_segments = src_segments = lg_src_segments = None
+        plan = BatchPlan(Edges(edge_index, x.shape[0]),
+                         Edges(lg_edge_index, edge_index.shape[1]) if self.alignn_layers else None, stream)
         if fused and not ckpt:          # end points grouped once for the sums of every layer
-            segments = Segments(edge_index[1], x.shape[0])
-            src_segments = Segments(edge_index[0], x.shape[0])
-            if self.alignn_layers:
-                lg_segments = Segments(lg_edge_index[1], edge_index.shape[1])
-                lg_src_segments = Segments(lg_edge_index[0], edge_index.shape[1])
-                if t_index is not None:
-                    t_index = Segments(t_index, t.shape[0])
+            pairs = plan.pairs.grouped() if plan.pairs is not None else None
+            if pairs is not None and t_index is not None:
+                pairs = replace(pairs, rows=Segments(t_index, t.shape[0]))
+            plan = replace(plan, bonds=plan.bonds.grouped(), pairs=pairs)
         for i, layer in enumerate(self.alignn_layers):
-            if segments is None:        # checkpointing or the reference path (no stream, no t_index)
-                h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, edge_index, lg_edge_index)
+            if ckpt:                    # no stream, no distinct rows: recomputed in backward
+                h, e, t = self._maybe_checkpoint(ckpt, layer, h, e, t, plan)
             else:
-                h, e, t = layer(h, e, t, edge_index, lg_edge_index, stream=stream, index=i, t_index=t_index,
-                                lg_segments=lg_segments, segments=segments, lg_src_segments=lg_src_segments,
-                                src_segments=src_segments)
-                t_index = None          # from the first layer on, every bond pair has its own features
+                h, e, t = layer(h, e, t, plan, index=i)
+                plan = plan.after_first_layer()   # from here on every bond pair has its own features
         if stream is not None and t is not None:
             stream.put(len(self.alignn_layers), t, owned=False)   # last layer kept its bond-pair update
         del stream
+        plan = replace(plan, stream=None)
         for conv in self.gcn_layers:
-            h, e = conv(h, e, edge_index, dst_segments=segments, src_segments=src_segments)
+            h, e = conv(h, e, plan.bonds)
         return EncoderOutput(node=h, edge=e, pooled=self.pool(h, index, mask=pool_mask, num_graphs=num_graphs))
 
     def _distinct_bonds(self, lengths: Tensor) -> Tensor | None:

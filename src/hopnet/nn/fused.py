@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -303,10 +304,11 @@ class _EdgeGate(torch.autograd.Function):
     """m = A h[src] + B h[dst] + e @ C^T + c for the packed node products p = [A h | B h | ...]."""
 
     @staticmethod
-    def forward(ctx, p: Tensor, e: Tensor, weight: Tensor, bias: Tensor | None, src: Tensor,
-                dst: Tensor, width: int, stream: BondPairStream | None, index: int,
-                e_index: Tensor | None, dst_segments: Segments | None,
-                e_segments: Segments | None, src_segments: Segments | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, p: Tensor, e: Tensor, weight: Tensor, bias: Tensor | None, edges: Any, width: int,
+                stream: BondPairStream | None, index: int) -> Tensor:  # type: ignore[override]
+        src, dst = edges.source, edges.target
+        e_segments = edges.rows if isinstance(edges.rows, Segments) else None
+        e_index = e_segments.index if e_segments is not None else edges.rows
         n, k = p.shape[0], p.shape[1] // width
         rows = p.view(n * k, width)                 # row k*i = A h_i, row k*i + 1 = B h_i
         ctx.compact = e_index is not None
@@ -331,7 +333,7 @@ class _EdgeGate(torch.autograd.Function):
             ctx.save_for_backward(None, weight, idx)
         ctx.shape = (n, k, width)
         ctx.e_rows = e.shape[0]
-        ctx.dst_segments, ctx.e_segments, ctx.src_segments = dst_segments, e_segments, src_segments
+        ctx.dst_segments, ctx.e_segments, ctx.src_segments = edges.dst, e_segments, edges.src
         return m
 
     @staticmethod
@@ -363,23 +365,20 @@ class _EdgeGate(torch.autograd.Function):
             grad_e = grad.mm(weight)
         if ctx.needs_input_grad[3]:
             grad_b = grad.sum(0)
-        return grad_p, grad_e, grad_w, grad_b, None, None, None, None, None, None, None, None, None
+        return grad_p, grad_e, grad_w, grad_b, None, None, None, None
 
 
-def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: Tensor,
-              stream: BondPairStream | None = None, index: int = 0,
-              e_index: Tensor | None = None, dst_segments: Segments | None = None,
-              e_segments: Segments | None = None, src_segments: Segments | None = None) -> Tensor:
+def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, edges: Any, stream: BondPairStream | None = None,
+              index: int = 0) -> Tensor:
     """Gate pre-activations ``m_uv = A h_u + B h_v + C e_uv`` [E, H] of the edge-gated convolution.
 
     ``p`` [N, k H] (contiguous) holds ``A h`` in columns ``0:H`` and ``B h`` in ``H:2H`` (the rest
-    is ignored); ``linear`` is ``C`` (H -> H). The two gathers and their sum are one
+    is ignored); ``linear`` is ``C`` (H -> H); ``edges`` the graph's :class:`hopnet.nn.plan.Edges`
+    (``source``/``target`` [E]; ``dst``/``src`` :class:`Segments` make the backward sums faster;
+    ``rows``: ``e`` [U, H] holds distinct rows and edge ``r`` has ``e[rows[r]]``, so ``C e`` and
+    its gradients are computed on the U rows only). The two gathers and their sum are one
     ``embedding_bag`` pass and ``C e`` is accumulated into it, so no other [E, H] tensor is made.
     With a ``stream``, ``e`` is not kept for the backward pass but taken from slot ``index``.
-    With ``e_index`` [E] long, ``e`` [U, H] holds distinct rows and edge ``r`` has the features
-    ``e[e_index[r]]``: ``C e`` is computed on the U rows only (and so are its gradients).
-    ``dst_segments``/``e_segments``/``src_segments``: :class:`Segments` of ``dst``/``e_index``/
-    ``src`` (faster sums in the backward pass).
     """
     width = linear.out_features
     if not p.is_contiguous() or p.shape[1] % width:
@@ -389,8 +388,7 @@ def edge_gate(p: Tensor, e: Tensor, linear: torch.nn.Linear, src: Tensor, dst: T
         e, weight = e.to(p.dtype), weight.to(p.dtype)
         bias = None if bias is None else bias.to(p.dtype)
         stream = None                                  # e is a cast copy: keep it
-    return _EdgeGate.apply(p, e, weight, bias, src, dst, width, stream, index, e_index, dst_segments,
-                           e_segments, src_segments)
+    return _EdgeGate.apply(p, e, weight, bias, edges, width, stream, index)
 
 
 def _bn_silu_backward(

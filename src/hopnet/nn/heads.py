@@ -1,14 +1,12 @@
-"""Output heads on pooled features, and the encoder + head property model."""
+"""Output heads on pooled features (the models that put them on an encoder live in :mod:`hopnet.models`)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from torch import Tensor, nn
 
 from hopnet.infra.errors import HopnetError
-from hopnet.nn.config import EncoderConfig
-from hopnet.nn.encoder import AlignnEncoder
 
 
 class LinearHead(nn.Module):
@@ -64,20 +62,3 @@ class MultiHead(nn.Module):
 
     def forward(self, pooled: Tensor) -> dict[str, Tensor]:
         return {name: head(pooled).squeeze(-1) for name, head in self.heads.items()}
-
-
-class PropertyModel(nn.Module):
-    """ALIGNN encoder + linear head: graph batch -> [B, n_outputs] (a property per graph)."""
-
-    def __init__(self, encoder_config: EncoderConfig | None = None, n_outputs: int = 1) -> None:
-        super().__init__()
-        self.encoder = AlignnEncoder(encoder_config)
-        self.head = LinearHead(self.encoder.out_features, n_outputs)
-        self.n_outputs = n_outputs
-
-    @property
-    def config(self) -> EncoderConfig:
-        return self.encoder.config
-
-    def forward(self, batch: Any) -> Tensor:
-        return self.head(self.encoder(batch).pooled)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from hopnet.nn.fused import (BondPairStream, Segments, batch_norm_silu, edge_gate, gated_aggregate,
                              gaussian_basis)
+from hopnet.nn.plan import BatchPlan, Edges
 
 AGGREGATION_EPS = 1e-6  # added to the gate sum in the normalised aggregation (as upstream ALIGNN)
 
@@ -102,65 +103,46 @@ class EdgeGatedGraphConv(nn.Module):
         self.bn_edges = nn.BatchNorm1d(features) if edge_output else None
         self.fused = fused
 
-    def forward(
-        self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool = True,
-        stream: BondPairStream | None = None, index: int = 0, e_index: Tensor | Segments | None = None,
-        dst_segments: Segments | None = None, src_segments: Segments | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """``h`` [N, H] node features, ``e`` [E, H] edge features, ``edge_index`` [2, E] (src, dst).
-        Returns the updated ``(h, e)`` (``e`` is None when ``edge_output=False``).
-
-        ``e_index`` [E] long (optional): ``e`` [U, H] holds distinct rows and edge ``r`` has the
-        features ``e[e_index[r]]`` (the bond-angle embedding of the first line-graph layer); the
-        fused implementation then computes ``C e`` once per distinct row (a
-        :class:`~hopnet.nn.fused.Segments` of that index makes its gradient sums faster). The
-        returned edge features are full [E, H]. ``dst_segments``/``src_segments``:
-        ``Segments(edge_index[1], N)``/``Segments(edge_index[0], N)``, built here when not given
-        (the encoder builds them once for all layers).
+    def forward(self, h: Tensor, e: Tensor, edges: Edges | Tensor, update_stats: bool = True,
+                stream: BondPairStream | None = None, index: int = 0) -> tuple[Tensor, Tensor | None]:
+        """``h`` [N, H] node features, ``e`` [E, H] edge features (or [U, H] distinct rows with
+        ``edges.rows``), ``edges`` the graph's :class:`~hopnet.nn.plan.Edges` (a bare [2, E]
+        ``edge_index`` works too). Returns the updated ``(h, e)``, ``e`` full [E, H] (None when
+        ``edge_output=False``).
 
         ``stream`` (fused implementation, training mode): ``e`` is the ``index``-th bond-pair
         feature tensor of a :class:`~hopnet.nn.fused.BondPairStream`; it is not kept for the
         backward pass but rebuilt there from the updated edge features."""
-        e_segments = e_index if isinstance(e_index, Segments) else None
-        if e_segments is not None:
-            e_index = e_segments.index
+        if not isinstance(edges, Edges):
+            edges = Edges(edges, h.shape[0])
         if self.fused:
-            if dst_segments is None:
-                dst_segments = Segments(edge_index[1], h.shape[0])
-            if src_segments is None:
-                src_segments = Segments(edge_index[0], h.shape[0])
-            return self._forward_fused(h, e, edge_index, update_stats, stream, index, e_index,
-                                       dst_segments, e_segments, src_segments)
-        if e_index is not None:
-            e = e.index_select(0, e_index)
-        return self._forward_reference(h, e, edge_index, update_stats)
+            return self._forward_fused(h, e, edges.grouped(), update_stats, stream, index)
+        if edges.rows is not None:
+            e = e.index_select(0, edges.rows.index if isinstance(edges.rows, Segments) else edges.rows)
+        return self._forward_reference(h, e, edges.index, update_stats)
 
-    def _forward_fused(self, h: Tensor, e: Tensor, edge_index: Tensor, update_stats: bool,
-                       stream: BondPairStream | None, index: int, e_index: Tensor | None,
-                       dst_segments: Segments, e_segments: Segments | None, src_segments: Segments):
+    def _forward_fused(self, h: Tensor, e: Tensor, edges: Edges, update_stats: bool,
+                       stream: BondPairStream | None, index: int):
         f = self.features
-        src, dst = edge_index[0], edge_index[1]
-        rows = src.shape[0]
-        if not (self.bn_edges is not None and self.bn_edges.training and rows > 0):
+        if not (self.bn_edges is not None and self.bn_edges.training and edges.index.shape[1] > 0):
             stream_edges = None                                   # no fused edge update to rebuild from
         else:
             stream_edges = stream
-        if e_index is not None:
+        if edges.rows is not None:
             stream = None                                         # compact e: small, kept as it is
         p = self.node_linear(h)                                   # [N, 4H] = [A h | B h | V h | W h]
-        # A h[src] + B h[dst] + C e
-        m = edge_gate(p, e, self.edge_linear, src, dst, stream, index, e_index, dst_segments, e_segments,
-                      src_segments)
+        m = edge_gate(p, e, self.edge_linear, edges, stream, index)   # A h[src] + B h[dst] + C e
         if stream is not None and stream_edges is None:
             stream.put(index, e, owned=False)                     # the end of the stream: kept as is
         # one split, not two column slices: each slice's backward makes a zero-filled [N, 4H]
         vh, w = p.split(f, dim=1)[2:]
-        x = w + gated_aggregate(m, vh, src, dst, AGGREGATION_EPS, dst_segments, src_segments)
+        x = w + gated_aggregate(m, vh, edges.source, edges.target, AGGREGATION_EPS, edges.dst, edges.src)
         del p, vh, w                                              # nothing keeps [N, 4H] alive
         h_new = norm_silu(self.bn_nodes, x, h, True, update_stats)
         e_new = None
         if self.bn_edges is not None:
-            residual = e if e_index is None else e.index_select(0, e_index)
+            rows = edges.rows
+            residual = e if rows is None else e.index_select(0, rows.index if isinstance(rows, Segments) else rows)
             e_new = norm_silu(self.bn_edges, m, residual, True, update_stats, stream_edges, index)
         return h_new, e_new
 
@@ -199,21 +181,11 @@ class AlignnLayer(nn.Module):
         self.line_conv = EdgeGatedGraphConv(features, edge_output=triplet_output, fused=fused)
         self.graph_conv = EdgeGatedGraphConv(features, edge_output=True, fused=fused)
 
-    def forward(
-        self, h: Tensor, e: Tensor, t: Tensor, edge_index: Tensor, lg_edge_index: Tensor,
-        update_stats: bool = True, stream: BondPairStream | None = None, index: int = 0,
-        t_index: Tensor | Segments | None = None, lg_segments: Segments | None = None,
-        segments: Segments | None = None, lg_src_segments: Segments | None = None,
-        src_segments: Segments | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``stream``/``index``: the bond-pair features ``t`` are slot ``index`` of a
-        :class:`~hopnet.nn.fused.BondPairStream` (see :meth:`EdgeGatedGraphConv.forward`);
-        ``t_index``: ``t`` holds distinct rows, bond pair ``r`` has ``t[t_index[r]]``;
-        ``lg_segments``/``segments``: the destinations of the line graph / crystal graph as
-        :class:`~hopnet.nn.fused.Segments`, ``lg_src_segments``/``src_segments`` their sources."""
-        e, t_new = self.line_conv(e, t, lg_edge_index, update_stats, stream, index, t_index, lg_segments,
-                                  lg_src_segments)
-        h, e_new = self.graph_conv(h, e, edge_index, update_stats, dst_segments=segments,
-                                   src_segments=src_segments)
+    def forward(self, h: Tensor, e: Tensor, t: Tensor, plan: BatchPlan, update_stats: bool = True,
+                index: int = 0) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(e, t) <- line-graph convolution over ``plan.pairs``; (h, e) <- crystal-graph
+        convolution over ``plan.bonds``. ``index``: this layer's slot of ``plan.stream``."""
+        e, t_new = self.line_conv(e, t, plan.pairs, update_stats, plan.stream, index)
+        h, e_new = self.graph_conv(h, e, plan.bonds, update_stats)
         assert e_new is not None
         return h, e_new, t_new

@@ -1,5 +1,12 @@
-"""The Lightning module of the barrier models: L1 loss on the standardised barrier, AdamW, a
-per-batch learning-rate schedule, validation MAE / R² in eV."""
+"""The one Lightning module of every network hopnet trains: the model's own loss, AdamW on the
+trainable parameters with a per-step learning-rate schedule, validation MAE (and R² for one
+target) in data units.
+
+A trainable model (:class:`~hopnet.models.barrier.BarrierModel`,
+:class:`~hopnet.models.property.MultiPropertyModel`) provides ``loss(batch)`` (its training
+objective on the standardised scale) and ``outputs(batch)`` -> (prediction, target, present)
+[B, P] in data units. ``val_mae`` (model selection, early stopping) is the mean over the P targets
+of each target's MAE over its present rows; with P > 1 each ``val_mae_<name>`` is logged too."""
 
 from __future__ import annotations
 
@@ -8,10 +15,9 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
-from hopnet.models.barrier import BarrierModel
 from hopnet.training.config import TrainingConfig
+from hopnet.training.transfer import keep_frozen_eval
 
 #: one-cycle: share of the steps spent warming up, start and end learning rate relative to ``lr``
 ONECYCLE_WARMUP = 0.3
@@ -64,47 +70,52 @@ def _fused_adamw_ok(params: list[torch.Tensor]) -> bool:
     return bool(params) and all(p.is_floating_point() and p.device.type in devices for p in params)
 
 
-class BarrierLitModule(L.LightningModule):
-    """Trains a :class:`~hopnet.models.barrier.BarrierModel` whose target scaling is already set."""
+class LitModule(L.LightningModule):
+    """Trains ``model`` (target scaling already set; frozen groups stay in eval mode)."""
 
-    def __init__(self, model: BarrierModel, config: TrainingConfig) -> None:
+    def __init__(self, model: torch.nn.Module, config: TrainingConfig) -> None:
         super().__init__()
         self.model = model
         self.config = config
-        self._val_pred: list[torch.Tensor] = []
-        self._val_true: list[torch.Tensor] = []
-
-    def _targets(self, batch: Any) -> torch.Tensor:
-        n = batch.num_graphs // self.model.config.n_graphs
-        return batch.y[:n]
+        self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, batch: Any) -> torch.Tensor:
         return self.model(batch)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        keep_frozen_eval(self.model)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        y = self._targets(batch)
-        target = (y - self.model.target_mean) / self.model.target_std
-        loss = F.l1_loss(self.model(batch), target)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.numel())
+        loss, n = self.model.loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._val_pred.append(self.model.predict_ev(batch).detach().double())
-        self._val_true.append(self._targets(batch).double())
+        pred, true, present = self.model.outputs(batch)
+        self._val.append((pred.detach().double(), true.double(), present))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_pred:
+        if not self._val:
             return
-        p = torch.cat(self._val_pred)
-        t = torch.cat(self._val_true)
-        self._val_pred.clear()
-        self._val_true.clear()
-        mae = (p - t).abs().mean()
-        ss_tot = ((t - t.mean()) ** 2).sum()
-        r2 = 1 - ((p - t) ** 2).sum() / ss_tot if ss_tot > 0 else torch.tensor(float("nan"))
-        self.log("val_mae", mae.float(), prog_bar=True)
-        self.log("val_r2", r2.float(), prog_bar=True)
+        p, t, k = (torch.cat(parts) for parts in zip(*self._val))
+        self._val.clear()
+        names = getattr(self.model, "properties", ("target",))
+        maes = []
+        for j in range(p.shape[1]):
+            sel = k[:, j]
+            if bool(sel.any()):
+                maes.append((p[sel, j] - t[sel, j]).abs().mean())
+                if p.shape[1] > 1:
+                    self.log(f"val_mae_{names[j]}", maes[-1].float())
+        if not maes:
+            return
+        self.log("val_mae", torch.stack(maes).mean().float(), prog_bar=True)
+        if p.shape[1] == 1:
+            t1, p1 = t[k[:, 0], 0], p[k[:, 0], 0]
+            ss_tot = ((t1 - t1.mean()) ** 2).sum()
+            r2 = 1 - ((p1 - t1) ** 2).sum() / ss_tot if ss_tot > 0 else torch.tensor(float("nan"))
+            self.log("val_r2", r2.float(), prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        return adamw_with_schedule(self.model.parameters(), self.config,
-                                   int(self.trainer.estimated_stepping_batches))
+        params = [q for q in self.model.parameters() if q.requires_grad]
+        return adamw_with_schedule(params, self.config, int(self.trainer.estimated_stepping_batches))

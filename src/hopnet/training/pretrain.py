@@ -30,7 +30,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.graphs.config import GraphConfig
@@ -43,26 +42,7 @@ from hopnet.training.config import TrainingConfig
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
-RUNS_DIR = "runs"
 SAMPLINGS = ("random", "match")
-
-
-def masked_l1(pred: Tensor, target: Tensor, mask: Tensor, normalisation: str = "row") -> Tensor:
-    """Masked L1 loss of ``pred`` / ``target`` [N, P] with presence mask ``mask`` [N, P] (bool or
-    0/1); absent targets may hold anything (NaN included). See the module docstring for the
-    normalisations. Returns 0 (with a gradient path) when nothing is present."""
-    m = mask.to(torch.bool)
-    err = torch.where(m, (pred - torch.where(m, target, pred)).abs(), torch.zeros_like(pred))
-    if normalisation in ("row", "property"):
-        dim = 1 if normalisation == "row" else 0  # mean within each row / property, then over them
-        k = m.sum(dim=dim)
-        kept = k > 0
-        if not bool(kept.any()):
-            return pred.sum() * 0.0
-        return (err.sum(dim=dim)[kept] / k[kept]).mean()
-    if normalisation == "sum":
-        return err.sum() / max(int(m.any(dim=1).sum()), 1)
-    raise PropertyConfigError(f"unknown loss normalisation {normalisation!r}")
 
 
 def sample_indices(targets: np.ndarray, size: int | None, method: str = "random", seed: int = 0) -> np.ndarray:
@@ -86,67 +66,6 @@ def sample_indices(targets: np.ndarray, size: int | None, method: str = "random"
     edges = np.linspace(0, n, size + 1).round().astype(int)
     picks = [order[rng.integers(a, b)] for a, b in zip(edges[:-1], edges[1:])]
     return np.sort(np.asarray(picks, dtype=np.int64))
-
-
-# ----------------------------------------------------------------------------- lightning
-def _lit_module(model: MultiPropertyModel, config: TrainingConfig) -> Any:
-    import lightning as L
-
-    from hopnet.training.module import adamw_with_schedule
-    from hopnet.training.transfer import keep_frozen_eval
-
-    class PropertyLitModule(L.LightningModule):
-        """Masked L1 on the standardised targets; per-property validation MAE (data units)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-            self.config = config
-            self._pred: list[Tensor] = []
-            self._true: list[Tensor] = []
-            self._mask: list[Tensor] = []
-
-        def forward(self, batch: Any) -> Tensor:
-            return self.model(batch)
-
-        def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-            keep_frozen_eval(self.model)
-
-        def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-            m = self.model
-            target = (batch.y - m.target_mean) / m.target_std
-            loss = masked_l1(m(batch), target, batch.mask, m.config.normalisation)
-            self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                     batch_size=int(batch.num_graphs))
-            return loss
-
-        def validation_step(self, batch: Any, batch_idx: int) -> None:
-            self._pred.append(self.model.predict(batch).detach().double())
-            self._true.append(batch.y.double())
-            self._mask.append(batch.mask)
-
-        def on_validation_epoch_end(self) -> None:
-            if not self._pred:
-                return
-            p, t, k = torch.cat(self._pred), torch.cat(self._true), torch.cat(self._mask)
-            self._pred.clear(), self._true.clear(), self._mask.clear()
-            maes = []
-            for j, name in enumerate(self.model.properties):
-                sel = k[:, j]
-                if not bool(sel.any()):
-                    continue
-                e = (p[sel, j] - t[sel, j]).abs().mean()
-                maes.append(e)
-                if len(self.model.properties) > 1:
-                    self.log(f"val_mae_{name}", e.float())
-            if maes:
-                self.log("val_mae", torch.stack(maes).mean().float(), prog_bar=True)
-
-        def configure_optimizers(self) -> Any:
-            params = [q for q in self.model.parameters() if q.requires_grad]
-            return adamw_with_schedule(params, self.config, int(self.trainer.estimated_stepping_batches))
-
-    return PropertyLitModule()
 
 
 def _scaling(data: MultiPropertyDataset, idx: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +102,7 @@ def fit_property_model(make_model: Callable[[int], MultiPropertyModel], data: Mu
     A random validation fold (``training.val_fraction``) is carved for model selection.
     Returns the model folder (None in a DDP worker process of rank > 0)."""
     from hopnet.models.folder import new_metadata, write_model_dir
-    from hopnet.training.train import _graph_cache, carve_validation, fit_module, prepare_run
+    from hopnet.training.train import _graph_cache, carve_validation, fit_ensemble
 
     out_dir = Path(out_dir)
     if len(data) < 2:
@@ -199,25 +118,13 @@ def fit_property_model(make_model: Callable[[int], MultiPropertyModel], data: Mu
     train_g = graphs.subset(train_idx)
     val_g = graphs.subset(val_idx) if len(val_idx) else None
 
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    members, rank = [], 0
-    try:
-        for k in range(training.ensemble):
-            seed = training.seed + k
-            run_dir = out_dir / RUNS_DIR / f"member-{k}"
-            done = prepare_run(run_dir, resume, seed)
-            if done is not None:
-                members.append(done)
-                continue
-            model = make_model(seed)  # after prepare_run's seeding: a deterministic initial state
-            model.set_scaling(mean, std)
-            res = fit_module(_lit_module(model, training), train_g, val_g, training, run_dir, seed,
-                             resume, callbacks, label=f"member {k}")
-            rank = max(rank, res.pop("rank", 0))
-            members.append(res)
-    finally:
-        torch.use_deterministic_algorithms(prev_det)
-    if rank > 0:
+    def make(seed: int) -> MultiPropertyModel:
+        model = make_model(seed)
+        model.set_scaling(mean, std)
+        return model
+
+    members = fit_ensemble(make, train_g, val_g, training, out_dir, resume, callbacks)
+    if members is None:
         return None
 
     models = []

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from hopnet.infra.integrity import CorruptFileError, load_torch_sealed, save_tor
 from hopnet.models.barrier import WEIGHTS_FILE, BarrierModelConfig, GNNPredictor, build_model
 from hopnet.training.checkpoint import SealedCheckpointIO, read_checkpoint
 from hopnet.training.config import TrainingConfig
+from hopnet.training.transfer import start_from
 from hopnet.models.inputs import BarrierGraphs, make_loader
 
 log = logging.getLogger(__name__)
@@ -206,33 +207,48 @@ def fit_module(lit: Any, train_data: Any, val_data: Any, config: TrainingConfig,
     return result
 
 
-def _fit_member(k: int, seed: int, model_config: BarrierModelConfig, config: TrainingConfig,
-                train_data: BarrierGraphs, val_data: BarrierGraphs | None, scaling: dict,
-                run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> dict:
-    """Train one member; returns {"state": state_dict, "seed", "epochs", "best_val_mae"}."""
-    from hopnet.training.module import BarrierLitModule
+def fit_ensemble(make_model: Callable[[int], torch.nn.Module], train_data: Any, val_data: Any,
+                 config: TrainingConfig, out_dir: Path, resume: bool = False,
+                 callbacks: Sequence[Any] = ()) -> list[dict] | None:
+    """Fit ``config.ensemble`` members, member k with seed ``config.seed + k`` in
+    ``out_dir/runs/member-k`` (:func:`fit_module` with the one :class:`LitModule`);
+    ``make_model(seed)`` builds a member's network (scaling set, weights transferred, strategy
+    applied), after the run's seeding. With ``resume`` a finished member is reused and an
+    unfinished one continues from its last checkpoint. Returns each member's result dict (None
+    in a DDP worker process of rank > 0: rank 0 writes the model folder)."""
+    from hopnet.training.module import LitModule
 
-    done = prepare_run(run_dir, resume, seed)
-    if done is not None:
-        log.info("member %d already finished (%s); reusing it", k, run_dir / FINAL_FILE)
-        return done
-    model = build_model(model_config, train_data.n_descriptors)
-    model.set_scaling(scaling["target_mean"], scaling["target_std"],
-                      scaling.get("desc_mean"), scaling.get("desc_std"))
-    result = fit_module(BarrierLitModule(model, config), train_data, val_data, config, run_dir,
-                        seed, resume, callbacks, label=f"member {k}")
-    return result
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    members, rank = [], 0
+    try:
+        for k in range(config.ensemble):
+            seed = config.seed + k
+            run_dir = out_dir / RUNS_DIR / f"member-{k}"
+            done = prepare_run(run_dir, resume, seed)
+            if done is not None:
+                log.info("member %d already finished (%s); reusing it", k, run_dir / FINAL_FILE)
+                members.append(done)
+                continue
+            res = fit_module(LitModule(make_model(seed), config), train_data, val_data, config, run_dir, seed,
+                             resume, callbacks, label=f"member {k}")
+            rank = max(rank, res.pop("rank", 0))
+            members.append(res)
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+    return None if rank > 0 else members
 
 
 def train(dataset: Any, model_config: BarrierModelConfig, training_config: TrainingConfig,
           out_dir: str | os.PathLike, resume: bool = False, callbacks: Sequence[Any] = (),
-          extra_metadata: dict | None = None) -> Path | None:
+          extra_metadata: dict | None = None, strategy: str | None = None) -> Path | None:
     """Train ``training_config.ensemble`` members on ``dataset`` (a ``hopnet.datasets.Dataset``
     or a list of ``Entry``; targets in eV) and write the model folder ``out_dir/model``.
 
     A validation fold (whole compounds, ``val_fraction``) is carved from ``dataset`` for early
-    stopping and model selection; every member shares it. Returns the model folder (None in a
-    DDP worker process of rank > 0: rank 0 writes it)."""
+    stopping and model selection; every member shares it. With ``model_config.pretrained_encoder``
+    each member starts from that encoder and ``strategy`` (:mod:`hopnet.training.transfer`; None:
+    everything trains) says what is frozen. Returns the model folder (None in a DDP worker process
+    of rank > 0: rank 0 writes it)."""
     from hopnet.metrics import regression_metrics
     from hopnet.models.folder import new_metadata, write_model_dir
 
@@ -254,21 +270,22 @@ def train(dataset: Any, model_config: BarrierModelConfig, training_config: Train
         d = all_data.descriptors[train_idx]
         scaling["desc_mean"], scaling["desc_std"] = d.mean(axis=0), d.std(axis=0)
 
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    members = []
-    try:
-        for k in range(config.ensemble):
-            members.append(_fit_member(k, config.seed + k, model_config, config, train_data, val_data,
-                                       scaling, out_dir / RUNS_DIR / f"member-{k}", resume, callbacks))
-    finally:
-        torch.use_deterministic_algorithms(prev_det)
-    if any(m.pop("rank", 0) > 0 for m in members):
-        return None  # a DDP worker process: rank 0 writes the model folder
+    def make(seed: int) -> torch.nn.Module:
+        model = build_model(model_config, train_data.n_descriptors)
+        if model_config.pretrained_encoder:
+            start_from(model, model_config.pretrained_encoder, strategy)
+        model.set_scaling(scaling["target_mean"], scaling["target_std"], scaling.get("desc_mean"),
+                          scaling.get("desc_std"))
+        return model
+
+    members = fit_ensemble(make, train_data, val_data, config, out_dir, resume, callbacks)
+    if members is None:
+        return None
 
     # validation metrics of each member and of the ensemble mean (eV)
     models = []
     for m in members:
-        model = build_model(model_config, all_data.n_descriptors, load_pretrained=False)
+        model = build_model(model_config, all_data.n_descriptors)
         model.load_state_dict(m["state"], strict=True)
         models.append(model)
     metrics: dict[str, Any] = {}
@@ -300,6 +317,8 @@ def train(dataset: Any, model_config: BarrierModelConfig, training_config: Train
         members=member_info,
         metrics=metrics,
         weights_dtype="float16" if config.float16_weights else "float32",
+        **({"transfer": {"from": str(model_config.pretrained_encoder), "strategy": strategy or "all"}}
+           if model_config.pretrained_encoder else {}),
         **(extra_metadata or {}),
     )
     run_config = {"kind": "gnn", "model": model_config.to_dict(), "training": config.to_dict()}

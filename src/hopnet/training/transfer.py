@@ -48,6 +48,7 @@ from torch import nn
 
 from hopnet.infra.errors import HopnetError, ModelFileError
 from hopnet.models.folder import read_weights
+from hopnet.models.property import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,14 @@ def plan_strategy(name: str, model: nn.Module) -> StrategyPlan:
         if n > len(blocks):
             raise TransferError(f"{name}: the encoder has only {len(blocks)} message-passing layers")
         return StrategyPlan(name, True, tuple(["embeddings", *blocks[:n]]) if n else ())
+    check_strategy(name)
+    raise TransferError(f"unknown strategy {name!r}")  # pragma: no cover - check_strategy raised
+
+
+def check_strategy(name: str) -> str:
+    """``name`` when it names a strategy, else TransferError (before any model is built)."""
+    if (name in STRATEGIES and not name.endswith("-N")) or _FREEZE_N.match(name):
+        return name
     raise TransferError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)} (N = 0, 1, ...)")
 
 
@@ -236,18 +245,18 @@ def apply_strategy(model: nn.Module, name: str, force_new_head: bool = False) ->
 # ------------------------------------------------------------------------------ weight transfer
 def read_state(source: Any) -> dict[str, torch.Tensor]:
     """A state dict from a state dict, a Lightning checkpoint (dict or file), a weights file, or
-    a ``property`` / ``gnn`` model folder (first member). Lightning's ``model.`` prefix is
-    removed."""
+    a ``property`` / ``gnn`` model folder or shipped name such as ``"mpt"`` (first member).
+    Lightning's ``model.`` prefix is removed."""
     state = source
     if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        if p.is_dir():
-            from hopnet.models.folder import read_model_files
-            from hopnet.models.property import WEIGHTS_FILE
+        from hopnet.models.folder import read_model_files, resolve_model_dir, shipped_models
 
+        p = Path(source)
+        if p.is_dir() or (isinstance(source, str) and source in shipped_models()):
+            p = resolve_model_dir(source)
             read_model_files(p)  # format version and payload checksums
             p = p / WEIGHTS_FILE
-        state = read_weights(p, trusted=True)
+        state = read_weights(p, "pre-trained weights file", trusted=True)
     if isinstance(state, list):
         if not state:
             raise ModelFileError("weights file holds no state dict")
@@ -267,7 +276,12 @@ def transfer(src_state: Any, dst_model: nn.Module, include: Sequence[str] = ("en
     parameters *and* buffers, e.g. batch-norm statistics) from ``src_state`` (anything
     :func:`read_state` reads) into ``dst_model``. A bare encoder state dict (keys without
     ``encoder.``) is accepted. ``strict``: every key of the chosen groups must be in the source
-    with the same shape, else TransferError. Returns the copied keys."""
+    with the same shape, else TransferError. Returns the copied keys.
+
+    Two sources fit although their keys differ: an encoder pre-trained on the 92 element
+    features fits a model with the mobile-ion flag (93 inputs; the flag's column starts at zero
+    weight, so the loaded encoder computes what it did until fine-tuning teaches it the flag),
+    and a mean-pooled encoder fits an attention-pooled model (the gate keeps its fresh weights)."""
     state = read_state(src_state)
     if state and not any(k.startswith("encoder.") for k in state) and hasattr(dst_model, "encoder"):
         enc_keys = set(dst_model.encoder.state_dict())
@@ -277,7 +291,13 @@ def transfer(src_state: Any, dst_model: nn.Module, include: Sequence[str] = ("en
     mods = module_groups(dst_model)
     prefixes = [m for g in groups for m in mods[g]]
     own = dst_model.state_dict()
+    state = _widen_atom_input(state, own)
     wanted = [k for k in own if _under(k, prefixes)]
+    if "pooling" in groups and not any(k.startswith("encoder.pooling.") for k in state):
+        fresh = [k for k in wanted if k.startswith("encoder.pooling.")]
+        wanted = [k for k in wanted if k not in fresh]
+        if fresh:  # a mean-pooled source fits an attention-pooled model (Model 4)
+            log.info("the pre-trained encoder has no attention pooling; the gate starts from fresh weights")
     missing = [k for k in wanted if k not in state]
     shapes = [k for k in wanted if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if strict and (missing or shapes):
@@ -290,3 +310,23 @@ def transfer(src_state: Any, dst_model: nn.Module, include: Sequence[str] = ("en
         for k in copied:
             own[k].copy_(state[k].to(own[k].dtype))
     return copied
+
+
+ATOM_INPUT_WEIGHT = "encoder.atom_embedding.linear.weight"
+
+
+def _widen_atom_input(state: dict, own: dict) -> dict:
+    """``state`` with the atom-embedding input widened to the model's width by zero columns on the
+    right (extra per-atom features such as the mobile-ion flag come after the element features)."""
+    w, mine = state.get(ATOM_INPUT_WEIGHT), own.get(ATOM_INPUT_WEIGHT)
+    if not isinstance(w, torch.Tensor) or mine is None or w.dim() != 2 or w.shape[1] >= mine.shape[1]:
+        return state
+    return {**state, ATOM_INPUT_WEIGHT: torch.cat([w, w.new_zeros(w.shape[0], mine.shape[1] - w.shape[1])], dim=1)}
+
+
+def start_from(model: nn.Module, source: Any, strategy: str | None = None) -> StrategyPlan | None:
+    """Fine-tuning's start: the encoder of ``source`` (anything :func:`read_state` reads) copied
+    into ``model`` (:func:`transfer`, strict), then ``strategy`` applied (:func:`apply_strategy`;
+    None: everything trains). The one way hopnet moves pre-trained weights, for every GNN family."""
+    transfer(source, model, include=["encoder"])
+    return apply_strategy(model, strategy) if strategy else None
