@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 #: (subcommand, first argument or None) run only as a parse: minutes to hours of CPU
 SLOW = {("train", "--variant"), ("reproduce", None), ("pretrain", None), ("finetune", None)}
-READS = (".cif", ".yaml", ".csv", ".json", ".gz", ".extxyz", ".traj")
+READS = (".cif", ".yaml", ".csv", ".json", ".gz")
 WRITE_FLAGS = {"--csv", "--json", "--plot", "--network", "--output", "--out"}
 
 
@@ -71,8 +71,11 @@ def test_readme_has_the_commands():
 @pytest.mark.parametrize("argv", COMMANDS + DOC_COMMANDS, ids=lambda a: " ".join(a)[:60])
 def test_command_parses_and_its_files_exist(argv):
     build_parser().parse_args(argv)  # a bad flag exits here
+    reads = READS + (".extxyz",) if argv in COMMANDS else READS  # docs make their NEB files first
     for flag, value in zip([""] + argv[:-1], argv):
-        if value.endswith(READS) and flag not in WRITE_FLAGS:
+        if "$" in value:  # a shell variable: the user's own file
+            continue
+        if value.endswith(reads) and flag not in WRITE_FLAGS:
             assert (ROOT / value).is_file(), f"README names {value}, which the repository does not ship"
 
 
