@@ -208,8 +208,10 @@ def ship(ds, feats: dict[str, dict], cv: dict, folder: str, variant: str = "geom
     recipe = {**RECIPE, "neb": neb, "neb_floor": floor}
     extra = {
         "trained_on": f"migration-barriers ({len(ds)} literature NEB paths) + CHGNet NEB features",
-        "summary": "extra trees on path-geometry descriptors + a universal-potential (CHGNet) NEB of the hop; "
-                   "predicting a new hop runs that NEB (minutes on a CPU, cached); card in docs/models.md",
+        "neb_potential": sorted({feats[i]["potential"] for i in ids}),
+        "summary": "extra trees on path-geometry descriptors + a universal-potential (CHGNet) NEB of the hop"
+                   + (f", never below the potential's own barrier capped at {floor:g} eV" if floor else "")
+                   + "; predicting a new hop runs that NEB (about a CPU-minute, cached); card in docs/models.md",
         "recipe": {"model": "classical", "classical": recipe, "seeds": list(SEEDS), "variant": variant},
         "cv": {"mae": m["mae"], "mae_sd": m["mae_sd"], "r2": m["r2"], "r2_sd": m["r2_sd"],
                "accuracy": m["accuracy"], "protocol": cv["protocol"], "versus": cv["models"]},
