@@ -68,7 +68,15 @@ def test_strategy_names():
             check_strategy(bad)
 
 
-def test_a_classical_source_has_no_encoder(tmp_path, capsys):
-    assert main(["finetune", "--from", "default", "--data", "migration-barriers", "--size", "4",
-                 "--out", str(tmp_path / "x"), "--cache-dir", "none"]) == 2
-    assert "has no graph encoder" in capsys.readouterr().err
+def test_a_classical_source_refits_on_barriers_and_has_no_encoder_for_properties(tmp_path, capsys):
+    """--from default: barrier data refit the trees (tests/test_import_neb.py runs it end to end);
+    property data need a graph encoder, which trees do not have."""
+    csv = "examples/tutorial_data/demo_targets.csv"
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert main(["finetune", "--from", "default", "--data", str(root / csv), "--out", str(tmp_path / "x"),
+                 "--cache-dir", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a property model" in err[0]
+    assert not (tmp_path / "x" / "model").exists()

@@ -207,7 +207,8 @@ def test_streamed_json_is_the_same_document(tmp_path):
     text = (tmp_path / "r.json").read_text()
     payload = json.loads(text)
     assert text == json.dumps(payload, indent=1) + "\n"  # what json.dumps of the whole payload gives
-    assert list(payload) == ["results", "failures", "provenance", "complete"] and payload["complete"]
+    assert list(payload) == ["results", "failures", "skipped", "provenance", "complete"] and payload["complete"]
+    assert payload["skipped"] == []  # structures without the ion (--ion auto): none here
     assert len(payload["results"]) == 3 and len(payload["failures"]) == 1
     assert payload["failures"][0]["source"].endswith("z_broken.cif") and payload["provenance"]["config"]["ion"] == "Li"
     stems = [Path(r["source"]).stem for r in payload["results"]]
