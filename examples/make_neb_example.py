@@ -5,6 +5,8 @@ that ``hopnet import-neb`` turns into training data (README, docs/import-neb.md)
     python examples/make_neb_example.py
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import ase.io
@@ -15,7 +17,10 @@ from ase.mep import NEB
 from ase.optimize import BFGS, FIRE
 
 
-def vacancy_neb(metal: str = "Cu", a: float = 3.61) -> list:
+def vacancy_neb(metal: str = "Cu", a: float = 3.61, trajectory: str | None = None) -> list:
+    """The 5 images (with EMT energies) of a climbing-image NEB of the hop of a neighbour of site
+    0 into the vacancy at site 0 of an fcc ``metal`` (lattice constant ``a`` Å), 2x2x2 cubic cells;
+    ``trajectory``: also write the optimiser's trajectory of the whole band there."""
     atoms = bulk(metal, "fcc", a=a, cubic=True).repeat((2, 2, 2))
     j = int(np.argmin(atoms.get_distances(0, range(1, len(atoms)), mic=True)))  # a neighbour of site 0
     site = atoms.positions[0].copy()
@@ -30,7 +35,9 @@ def vacancy_neb(metal: str = "Cu", a: float = 3.61) -> list:
         image.calc = EMT()
     neb = NEB(images, climb=True, method="improvedtangent")
     neb.interpolate(mic=True)
-    FIRE(neb, logfile=None).run(fmax=0.1, steps=300)
+    FIRE(neb, logfile=None, trajectory=trajectory).run(fmax=0.1, steps=300)
+    for image in images:
+        image.get_potential_energy()
     return images
 
 

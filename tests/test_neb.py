@@ -327,14 +327,10 @@ def test_screen_refines_only_the_deciding_hops(data_dir, tmp_path):
     assert r.csv_rows()[decide[0]][-1] == "yes"
 
 
-def test_cli_refine_without_an_accurate_model_is_one_line(capsys):
-    from hopnet.models.folder import shipped_models
-
-    if "accurate" in shipped_models():
-        pytest.skip("an accurate model ships")
-    assert main(["screen", str(EXAMPLES_DIR / "LiF.cif"), "--ion", "Li", "--refine"]) == 2
+def test_cli_refine_with_an_unknown_model_is_one_line(capsys):
+    assert main(["screen", str(EXAMPLES_DIR / "LiF.cif"), "--ion", "Li", "--refine", "no-such-model"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "ships no 'accurate' model" in err[0]
+    assert len(err) == 1 and "'no-such-model' is neither a shipped model" in err[0]
 
 
 def test_sevennet_backbone_behind_the_same_interface(lif, hop):

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from hopnet.infra.errors import HopnetError, PathError
-from hopnet.paths import MigrationPath
+from hopnet.paths import MigrationPath, frac_min_image
 from hopnet.potentials import BACKBONES, MISSING_CHGNET, PotentialDependencyError
 
 log = logging.getLogger(__name__)
@@ -304,9 +304,8 @@ def _relax(ends: list[Any], potential: Any, config: NebConfig, clock: _Clock) ->
 
 def _ion_shift(before: Any, after: Any) -> float:
     """Minimum-image distance (Å) the ion (atom 0) moved."""
-    d = after.positions[0] - before.positions[0]
-    frac = np.linalg.solve(before.cell.array.T, d)
-    return float(np.linalg.norm((frac - np.round(frac)) @ before.cell.array))
+    frac = np.linalg.solve(before.cell.array.T, after.positions[0] - before.positions[0])
+    return float(np.linalg.norm(frac_min_image(frac) @ before.cell.array))
 
 
 def _relaxed_ends(path: MigrationPath, potential: Any, config: NebConfig, clock: _Clock
@@ -336,6 +335,17 @@ def _relaxed_ends(path: MigrationPath, potential: Any, config: NebConfig, clock:
     return ends[0], ends[1], info
 
 
+def band_for(path: MigrationPath, config: NebConfig) -> tuple[MigrationPath, list[int]]:
+    """The path the NEB runs on and its supercell of the path's cell: the canonical cell's band
+    when ``config.cell == "canonical"``, else ``path`` itself (cache keys are of this band)."""
+    if config.cell != "canonical":
+        return path, [1, 1, 1]
+    from hopnet.cells import canonical_from_path
+
+    canon = canonical_from_path(path, min_width=config.min_width)
+    return canon.path, list(canon.supercell)
+
+
 def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "",
             meta: dict | None = None, cache: Any = None) -> NebResult:
     """Climbing-image NEB of ``path`` with a universal potential; see the module docstring.
@@ -352,12 +362,7 @@ def run_neb(path: MigrationPath, config: NebConfig = NebConfig(), *, id: str = "
     potential = _potential(config)
     clock = _Clock(config.time_budget)
     t0, c0 = time.perf_counter(), time.process_time()
-    supercell = [1, 1, 1]
-    if config.cell == "canonical":
-        from hopnet.cells import canonical_from_path
-
-        canon = canonical_from_path(path, min_width=config.min_width)
-        path, supercell = canon.path, list(canon.supercell)
+    path, supercell = band_for(path, config)
     key = cache.key(path, config, potential.version) if cache is not None else None
     if key is not None:
         record = cache.get(key)

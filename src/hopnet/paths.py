@@ -53,18 +53,18 @@ _DICT_FORMAT = "hopnet.MigrationPath"
 _DICT_VERSION = 1
 
 
-def _frac_min_image(d: np.ndarray) -> np.ndarray:
+def frac_min_image(d: np.ndarray) -> np.ndarray:
     """Wrap each fractional component into [-0.5, 0.5] (ties keep their sign)."""
     return d - np.round(d)
 
 
-def _cart_min_image(d: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def cart_min_image(d: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """The lattice translation of fractional ``d`` with the shortest Cartesian length.
 
     Searches the 5x5x5 translations around the fractional minimum image (enough for any cell
     that is not pathologically skewed); ties keep the fractional minimum image.
     """
-    base = _frac_min_image(d)
+    base = frac_min_image(d)
     shifts = np.array(list(itertools.product(range(-2, 3), repeat=3)), dtype=float)
     lengths = np.linalg.norm((base + shifts) @ matrix, axis=1)
     best = int(np.argmin(lengths))
@@ -140,7 +140,7 @@ class MigrationPath:
                 f"image_convention {self.image_convention!r} is not one of {', '.join(IMAGE_CONVENTIONS)}"
             )
         with np.errstate(over="ignore", invalid="ignore"):  # huge lattices overflow: caught below
-            same = _frac_min_image(self.final_frac - self.initial_frac) @ self.host.lattice.matrix
+            same = frac_min_image(self.final_frac - self.initial_frac) @ self.host.lattice.matrix
             same_length, length = float(np.linalg.norm(same)), self.hop_length
         if same_length < _COINCIDE_TOL:
             raise PathError(
@@ -163,9 +163,9 @@ class MigrationPath:
         ``image_convention``."""
         d = self.final_frac - self.initial_frac
         if self.image_convention == "fractional":
-            return _frac_min_image(d)
+            return frac_min_image(d)
         if self.image_convention == "cartesian":
-            return _cart_min_image(d, self.lattice_matrix)
+            return cart_min_image(d, self.lattice_matrix)
         return d
 
     @property
@@ -262,10 +262,10 @@ class MigrationPath:
             raise PathError(f"band layout: atoms 0-{n - 1} are not one element ({' '.join(symbols)})")
         frac = np.asarray(s.frac_coords, dtype=float)
         images = frac[:n]
-        steps = _frac_min_image(np.diff(images, axis=0))
+        steps = frac_min_image(np.diff(images, axis=0))
         hop = steps.sum(axis=0)
         t = np.arange(n, dtype=float) / (n - 1)
-        off = _frac_min_image(images - (images[0] + t[:, None] * hop)) @ s.lattice.matrix
+        off = frac_min_image(images - (images[0] + t[:, None] * hop)) @ s.lattice.matrix
         dist = np.linalg.norm(off, axis=1)
         if dist.max() > tol:
             k = int(np.argmax(dist))

@@ -57,8 +57,8 @@ import torch
 from torch import Tensor, nn
 
 from hopnet.infra.configs import check_keys
-from hopnet.infra.errors import HopnetError, ModelFileError
-from hopnet.models.folder import read_weights, state_dict_mismatch
+from hopnet.infra.errors import HopnetError
+from hopnet.models.folder import load_members, typed_config
 from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.features import FEATURE_DIM
 from hopnet.nn.config import EncoderConfig
@@ -76,7 +76,6 @@ COMBINES: tuple[str, ...] = ("add", "subtract", "concat")
 POOL_SCOPES: tuple[str, ...] = ("all", "path")
 #: Published model number of each variant.
 MODEL_NUMBER = {"initial-final": 1, "initial-delta": 2, "band": 3, "band-attention": 4}
-WEIGHTS_FILE = "weights.pt"
 
 
 class BarrierConfigError(HopnetError, ValueError):
@@ -325,29 +324,9 @@ class GNNPredictor:
 def load_predictor(folder: str | os.PathLike, config: dict, metadata: dict) -> GNNPredictor:
     """The loader ``hopnet.models.folder.load_model`` calls for kind ``"gnn"``."""
     folder = Path(folder)
-    try:
-        model_config = BarrierModelConfig.from_dict(config.get("model", {}))
-    except HopnetError as exc:
-        raise ModelFileError(f"{folder}: config.json: {exc}") from None
-    except TypeError as exc:
-        raise ModelFileError(f"{folder}: config.json: {exc}") from None
-    path = folder / WEIGHTS_FILE
-    states = read_weights(path)
-    if isinstance(states, dict):
-        states = [states]
-    if not isinstance(states, list) or not states or not all(isinstance(s, dict) for s in states):
-        raise ModelFileError(f"{folder}: {WEIGHTS_FILE} must hold a list of state_dicts")
+    model_config = typed_config(folder, BarrierModelConfig, config.get("model"))
     n_desc = int(metadata.get("n_descriptors", 0))
-    members = []
-    for k, state in enumerate(states):
-        model = build_model(model_config, n_desc)
-        state = {key: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-                 for key, v in state.items()}
-        problem = state_dict_mismatch(model, state)
-        if problem:
-            raise ModelFileError(f"{folder}: {WEIGHTS_FILE} member {k} does not match config.json: {problem}")
-        model.load_state_dict(state, strict=True)
-        members.append(model)
+    members = load_members(folder, lambda: build_model(model_config, n_desc))
     training = config.get("training", {}) or {}
     limits = {k: training[k] for k in ("max_batch_atoms", "max_batch_line_edges") if k in training}
     return GNNPredictor(metadata.get("name", folder.name), model_config, members, metadata, limits)

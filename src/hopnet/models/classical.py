@@ -280,15 +280,11 @@ def model_feature_names(config: "ClassicalConfig") -> list[str]:
 def neb_table_key(path: Any, neb: dict, potential_version: str) -> str:
     """The :class:`hopnet.neb_cache.NebCache` key of ``path`` run with ``neb`` settings (the
     band after the canonical cell when the settings ask for it)."""
-    from hopnet.neb import NebConfig
+    from hopnet.neb import NebConfig, band_for
     from hopnet.neb_cache import NebCache
 
     cfg = NebConfig(**neb)
-    if cfg.cell == "canonical":
-        from hopnet.cells import canonical_from_path
-
-        path = canonical_from_path(path, min_width=cfg.min_width).path
-    return NebCache.key(path, cfg, potential_version)
+    return NebCache.key(band_for(path, cfg)[0], cfg, potential_version)
 
 
 def neb_feature_matrix(paths: Sequence[Any], neb: dict, table: dict | None = None) -> np.ndarray:

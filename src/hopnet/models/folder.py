@@ -29,12 +29,13 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from hopnet.infra.errors import ModelFileError
+from hopnet.infra.errors import HopnetError, ModelFileError
 
 FORMAT_VERSION = 2  # 2: checksums + graph_code in metadata.json
 READABLE_VERSIONS = (1, 2)  # 1: written before checksums; loads without the integrity check
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "weights.pt"  # graph models: a list of state dicts, one per ensemble member
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 # kind -> loader(folder, config, metadata) -> BarrierPredictor; filled by the model modules
@@ -254,6 +255,34 @@ def _fsync_tree(folder: Path) -> None:
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
+
+
+def typed_config(folder: Path, cls: Any, data: Any) -> Any:
+    """``cls.from_dict(data)``; a bad block is a :class:`ModelFileError` naming the folder."""
+    try:
+        return cls.from_dict(data or {})
+    except (HopnetError, TypeError) as exc:
+        raise ModelFileError(f"{folder}: config.json: {exc}") from None
+
+
+def load_members(folder: Path, make: Callable[[], Any]) -> list:
+    """The ensemble members of a graph model folder: ``weights.pt`` holds one state dict per
+    member (or one), each loaded strictly (float32) into ``make()``, in eval mode."""
+    states = read_weights(folder / WEIGHTS_FILE)
+    states = [states] if isinstance(states, dict) else states
+    if not isinstance(states, list) or not states or not all(isinstance(s, dict) for s in states):
+        raise ModelFileError(f"{folder}: {WEIGHTS_FILE} must hold a list of state_dicts")
+    members = []
+    for k, state in enumerate(states):
+        model = make()
+        state = {key: v.float() if hasattr(v, "is_floating_point") and v.is_floating_point() else v
+                 for key, v in state.items()}
+        problem = state_dict_mismatch(model, state)
+        if problem:
+            raise ModelFileError(f"{folder}: {WEIGHTS_FILE} member {k} does not match config.json: {problem}")
+        model.load_state_dict(state, strict=True)
+        members.append(model.eval())
+    return members
 
 
 def state_dict_mismatch(module: Any, state: dict) -> str:

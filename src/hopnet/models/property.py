@@ -27,7 +27,7 @@ from hopnet.graphs.config import GraphConfig
 from hopnet.graphs.features import FEATURE_DIM
 from hopnet.infra.configs import check_keys
 from hopnet.infra.errors import HopnetError, ModelFileError
-from hopnet.models.folder import read_weights, state_dict_mismatch
+from hopnet.models.folder import load_members, typed_config
 from hopnet.models.inputs import GraphSet, build_graphs
 from hopnet.nn.config import EncoderConfig
 from hopnet.nn.encoder import AlignnEncoder
@@ -36,7 +36,6 @@ from hopnet.nn.heads import MultiHead
 log = logging.getLogger(__name__)
 
 KIND = "property"
-WEIGHTS_FILE = "weights.pt"
 NORMALISATIONS = ("row", "property", "sum")
 SCALINGS = ("standardize", "none")
 
@@ -206,24 +205,8 @@ def load_property_model(folder: str | os.PathLike) -> tuple[list[MultiPropertyMo
     config, metadata = read_model_files(folder)
     if config.get("kind") != KIND:
         raise ModelFileError(f"{folder}: a {config.get('kind')!r} model, not a property model")
-    try:
-        cfg = PropertyModelConfig.from_dict(config.get("model", {}))
-    except (HopnetError, TypeError) as exc:
-        raise ModelFileError(f"{folder}: config.json: {exc}") from None
-    states = read_weights(folder / WEIGHTS_FILE)
-    if isinstance(states, dict):
-        states = [states]
-    models = []
-    for k, s in enumerate(states):
-        model = MultiPropertyModel(cfg)
-        s = {key: v.float() if v.is_floating_point() else v for key, v in s.items()}
-        problem = state_dict_mismatch(model, s)
-        if problem:
-            raise ModelFileError(f"{folder}: {WEIGHTS_FILE} member {k} does not match config.json: {problem}")
-        model.load_state_dict(s, strict=True)
-        model.eval()
-        models.append(model)
-    return models, cfg, metadata
+    cfg = typed_config(folder, PropertyModelConfig, config.get("model"))
+    return load_members(folder, lambda: MultiPropertyModel(cfg)), cfg, metadata
 
 
 class PropertyPredictor:

@@ -34,7 +34,8 @@ import torch
 from hopnet.datasets.multiprop import MultiPropertyDataset
 from hopnet.graphs.config import GraphConfig
 from hopnet.infra.errors import DataError
-from hopnet.models.property import (KIND, WEIGHTS_FILE, MultiPropertyModel, PropertyConfigError, PropertyGraphs,
+from hopnet.models.folder import WEIGHTS_FILE
+from hopnet.models.property import (KIND, MultiPropertyModel, PropertyConfigError, PropertyGraphs,
                                     PropertyModelConfig, load_property_model, predict_graphs)
 from hopnet.nn.config import EncoderConfig
 from hopnet.training.config import TrainingConfig

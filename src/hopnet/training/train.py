@@ -24,7 +24,8 @@ import torch
 
 from hopnet.infra.errors import DataError, HopnetError
 from hopnet.infra.integrity import CorruptFileError, load_torch_sealed, save_torch_sealed
-from hopnet.models.barrier import WEIGHTS_FILE, BarrierModelConfig, GNNPredictor, build_model
+from hopnet.models.barrier import BarrierModelConfig, GNNPredictor, build_model
+from hopnet.models.folder import WEIGHTS_FILE
 from hopnet.training.checkpoint import SealedCheckpointIO, read_checkpoint
 from hopnet.training.config import TrainingConfig
 from hopnet.training.transfer import start_from

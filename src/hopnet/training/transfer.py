@@ -48,7 +48,7 @@ from torch import nn
 
 from hopnet.infra.errors import HopnetError, ModelFileError
 from hopnet.models.folder import read_weights
-from hopnet.models.property import WEIGHTS_FILE
+from hopnet.models.folder import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
