@@ -144,3 +144,11 @@ def test_docs_python_commands_name_real_scripts_and_flags(script, args):
     assert out.returncode == 0, out.stderr[-1000:]
     for flag in (a.split("=")[0] for a in args if a.startswith("--")):
         assert flag in out.stdout, f"{script} {' '.join(sub)}: docs use {flag}, --help does not list it"
+
+
+def test_reliability_page_names_real_tests():
+    """Every test docs/reliability.md cites as proof exists."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    names = set(re.findall(r"::(test_\w+)", text))
+    defined = {m for f in (ROOT / "tests").glob("test_*.py") for m in re.findall(r"^def (test_\w+)", f.read_text(), re.M)}
+    assert names and not sorted(names - defined)
