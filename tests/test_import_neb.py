@@ -8,6 +8,7 @@ The NEBs are real: climbing-image NEBs of a vacancy hop in fcc metals with ASE's
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -357,6 +358,8 @@ def test_docs_commands_run_as_written(tmp_path, monkeypatch, capsys):
     blocks = re.findall(r"<!-- test: run -->\s*\n```(\w+)\n(.*?)```", text, flags=re.DOTALL)
     assert [lang for lang, _ in blocks] == ["python", "bash", "bash"]
     (tmp_path / "examples").symlink_to(ROOT / "examples")
+    if os.environ.get("HOPNET_DATA_DIR"):  # CI gives it relative to the checkout
+        monkeypatch.setenv("HOPNET_DATA_DIR", str(Path(os.environ["HOPNET_DATA_DIR"]).resolve()))
     monkeypatch.chdir(tmp_path)
     env: dict[str, str] = {}
     ran = []

@@ -21,7 +21,11 @@ def test_notebook_is_stored_without_outputs():
 
 
 @pytest.mark.slow
-def test_notebook_runs(tmp_path):
+def test_notebook_runs(tmp_path, monkeypatch):
+    import os
+
+    if os.environ.get("HOPNET_DATA_DIR"):  # CI gives it relative to the checkout; the kernel runs in examples/
+        monkeypatch.setenv("HOPNET_DATA_DIR", str(Path(os.environ["HOPNET_DATA_DIR"]).resolve()))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK.parent)}})
