@@ -57,3 +57,24 @@ def test_refined_screen_keeps_forbidden_hops_forbidden(example_nebs, name, dim, 
     assert len(refined.hops) == len(plain.hops)
     for h in refined.hops:
         assert h.std > 0 and (h.refined or h.barrier == plain.hops[h.index].barrier)
+
+
+def test_a_different_potential_version_is_warned_about(example_nebs, caplog):
+    """The model records the CHGNet version its features came from; NEB results of another
+    version are used, with a warning (here: the cached example results, against a model
+    that claims another version)."""
+    import logging
+
+    from hopnet import load_model
+    from hopnet.screening import find_hops
+    from hopnet.structures import to_structure
+
+    _, _, paths = find_hops(to_structure(ROOT / "examples" / "LiCoO2_layered.cif"), "Li", 3.0, min_image_distance=6.5)
+    model = load_model("accurate")
+    with caplog.at_level(logging.WARNING, logger="hopnet.models.classical"):
+        first = model.predict_paths(paths[:1])
+        assert not [r for r in caplog.records if "NEB features were computed with" in r.message]
+        model.metadata["neb_potential"] = ["chgnet 0.0.0 model 0.0.0"]
+        again = model.predict_paths(paths[:1])
+    assert [r for r in caplog.records if "computed with chgnet 0.0.0" in r.message]
+    assert again.mean[0] == first.mean[0]

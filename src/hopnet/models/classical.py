@@ -287,16 +287,24 @@ def neb_table_key(path: Any, neb: dict, potential_version: str) -> str:
     return NebCache.key(band_for(path, cfg)[0], cfg, potential_version)
 
 
-def neb_feature_matrix(paths: Sequence[Any], neb: dict, table: dict | None = None) -> np.ndarray:
+def neb_feature_matrix(paths: Sequence[Any], neb: dict, table: dict | None = None,
+                       trained_with: Sequence[str] = ()) -> np.ndarray:
     """(n_paths, len(NEB_FEATURE_NAMES)) NEB features: read from ``table`` (results by cache key,
-    shipped with a model) or the user's NEB cache, else computed (minutes per path on a CPU)."""
+    shipped with a model) or the user's NEB cache, else computed (minutes per path on a CPU).
+    ``trained_with``: the potential versions the model's features came from; a NEB run with
+    another version is logged as a warning (its barriers may differ from those the model learned)."""
     from hopnet.neb import NebConfig, neb_features, run_neb
     from hopnet.neb_cache import NebCache, TableCache
 
     cfg = NebConfig(**neb)
     cache = TableCache(table or {}, NebCache())
-    return np.array([neb_features(run_neb(p, cfg, cache=cache).to_dict()) for p in paths], dtype=float).reshape(
-        len(paths), -1)
+    results = [run_neb(p, cfg, cache=cache) for p in paths]
+    other = sorted({r.potential for r in results} - set(trained_with)) if trained_with else []
+    if other:
+        log.warning("the model's NEB features were computed with %s, these with %s: the barriers may differ "
+                    "from what the model learned (install that version to match)", ", ".join(trained_with),
+                    ", ".join(other))
+    return np.array([neb_features(r.to_dict()) for r in results], dtype=float).reshape(len(paths), -1)
 
 
 def band_structures(entries: Iterable[Any], n_images: int = 5) -> list:
@@ -369,7 +377,8 @@ class ClassicalPredictor:
             from hopnet.paths import as_path
 
             band_paths = [as_path(p, self.config.n_images) for p in paths]
-            X = np.hstack([X, neb_feature_matrix(band_paths, self.config.neb, self.neb_table)])
+            X = np.hstack([X, neb_feature_matrix(band_paths, self.config.neb, self.neb_table,
+                                                 self.metadata.get("neb_potential") or ())])
         return self.predict_descriptors(X)
 
 
