@@ -42,6 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from hopnet.infra.errors import DataError, PathError, StructureError
+from hopnet.infra.integrity import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,6 @@ def outcar_energy(path: str | os.PathLike) -> float:
     raise DataError(f"{path}: no energy line (energy(sigma->0) = or free  energy   TOTEN =)")
 
 
-def _sha(path: Path) -> str:
-    from hopnet.infra.integrity import sha256_file
-
-    return sha256_file(path)
-
-
 def _read_atoms(path: Path, **kw: Any) -> Any:
     import ase.io
 
@@ -124,11 +119,11 @@ def _read_vasp(folder: Path) -> tuple[list, list, list[str], dict[str, str]]:
     for k, d in enumerate(dirs):
         p = _vasp_structure(d, end=k in (0, len(dirs) - 1))
         images.append(_read_atoms(p, format="vasp"))
-        files[str(p)] = _sha(p)
+        files[str(p)] = sha256_file(p)
         outcar = d / "OUTCAR"
         energies.append(outcar_energy(outcar) if outcar.is_file() else None)
         if outcar.is_file():
-            files[str(outcar)] = _sha(outcar)
+            files[str(outcar)] = sha256_file(outcar)
     return images, energies, [d.name for d in dirs], files
 
 
@@ -169,7 +164,7 @@ def _read_frames(path: Path, images: int | None) -> tuple[list, list, list[str],
     band = frames[-n:]
     first = len(frames) - n
     labels = [str(k) if first == 0 else f"{k} (frame {first + k})" for k in range(n)]
-    return band, [_frame_energy(a) for a in band], labels, {str(path): _sha(path)}
+    return band, [_frame_energy(a) for a in band], labels, {str(path): sha256_file(path)}
 
 
 def _fill_ends(energies: list, labels: list[str], end_energies: Sequence[float] | None) -> list:

@@ -210,17 +210,6 @@ def _model_name(predictor: Any, model: Any) -> str:
     return str(getattr(predictor, "name", "") or model)
 
 
-def _calibration(predictor: Any, name: str) -> Any:
-    """The model's :class:`~hopnet.models.calibration.Calibration` (``metadata["calibration"]``),
-    None when it has none; a malformed block raises :class:`~hopnet.infra.errors.ModelFileError`."""
-    block = (getattr(predictor, "metadata", None) or {}).get("calibration")
-    if block is None:
-        return None
-    from hopnet.models.calibration import Calibration
-
-    return Calibration.from_dict(block, where=f"model {name}")
-
-
 def _model_images(predictor: Any) -> int:
     return int(getattr(getattr(predictor, "config", None), "n_images", 5) or 5)
 
@@ -409,12 +398,11 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
     build(5)  # the data-set layout; bad input fails before the model is loaded
     predictor = get_model(model)
     name = _model_name(predictor, model)
-    cal = _calibration(predictor, name)
     from hopnet.models.calibration import prob_below
-    from hopnet.models.folder import CalibratedPredictor
+    from hopnet.models.folder import CalibratedPredictor, calibrated
 
-    if cal is not None and not isinstance(predictor, CalibratedPredictor):  # a predictor built by hand
-        predictor = CalibratedPredictor(predictor, cal)
+    predictor = calibrated(predictor, name)  # a predictor built by hand gets its calibration too
+    cal = isinstance(predictor, CalibratedPredictor)
     domain = Domain.from_metadata(getattr(predictor, "metadata", None))
     if _model_images(predictor) != 5:
         build(_model_images(predictor))
@@ -440,7 +428,7 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
                 except HopnetError as exc2:
                     errors[k] = str(exc2)
 
-    p_good = prob_below(mean, std, threshold) if cal is not None else np.full(len(items), np.nan)
+    p_good = prob_below(mean, std, threshold) if cal else np.full(len(items), np.nan)
     results = []
     for k in range(len(items)):
         p = paths[k]
@@ -450,7 +438,7 @@ def predict_many(items: Iterable[Any], *, model: Any = "default", threshold: flo
         results.append(BarrierResult(
             barrier=float(mean[k]), std=float(std[k]), path=p, model=name, threshold=threshold,
             warnings=warns, label=labels[k], reference=refs[k], error=errors[k],
-            ensemble_std=float(spread[k]), p_good=float(p_good[k]), calibrated=cal is not None,
+            ensemble_std=float(spread[k]), p_good=float(p_good[k]), calibrated=cal,
         ))
     return results
 

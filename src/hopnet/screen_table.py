@@ -23,6 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
+from hopnet.infra.provenance import atomic_write_with
+
 __all__ = ["COLUMNS", "ParquetTable", "outcome_rows", "schema", "write_parquet_atomic"]
 
 COMPACT_AT = 256
@@ -101,15 +103,7 @@ def write_parquet_atomic(table: Any, path: Path) -> None:
     """Write a Parquet file so that readers see the old or the whole new file."""
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_with(path, lambda fh: pq.write_table(table, fh))
 
 
 class ParquetTable:

@@ -51,33 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _flag_file(argv: list[str]) -> tuple[str, str] | None:
-    """(command, path) when ``argv`` runs a FLAG_FILE_COMMANDS command with --config PATH."""
-    words = [w for w in argv if not w.startswith("-")]
-    if not words or words[0] not in FLAG_FILE_COMMANDS:
-        return None
-    for k, w in enumerate(argv):
-        if w == "--config" and k + 1 < len(argv):
-            return words[0], argv[k + 1]
-        if w.startswith("--config="):
-            return words[0], w.split("=", 1)[1]
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    flag_file = _flag_file(argv)
-    if flag_file is not None:
+    args = parser.parse_args(argv)
+    if args.command in FLAG_FILE_COMMANDS and args.config:  # its values become the flags' defaults
         from hopnet.cli.common import apply_flag_file
 
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[flag_file[0]]
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
         try:
-            apply_flag_file(sub, flag_file[1])
+            apply_flag_file(sub, args.config)
         except HopnetError as exc:
             print(f"hopnet: error: {exc}", file=sys.stderr)
             return 2
-    args = parser.parse_args(argv)
+        args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",

@@ -117,7 +117,7 @@ def _refit_classical(args: argparse.Namespace, ds: Any, folder: Path, config: di
     from hopnet.infra.errors import HopnetError
     from hopnet.models.classical import ClassicalConfig, train_classical
 
-    cfg = ClassicalConfig.from_dict({k: v for k, v in config.items() if k != "kind"})
+    cfg = ClassicalConfig.from_dict(config)
     if cfg.neb:
         raise HopnetError(f"--from {args.source}: a model with NEB features refits only with hopnet neb results "
                           "of your paths; fine-tune 'default' instead")

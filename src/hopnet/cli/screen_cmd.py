@@ -53,7 +53,7 @@ from typing import Any
 
 from hopnet.cli.common import check_output_file, check_threshold
 from hopnet.infra.errors import HopnetError
-from hopnet.infra.provenance import atomic_write_bytes, atomic_write_text
+from hopnet.infra.provenance import atomic_write_bytes, atomic_write_text, cut_partial_line
 
 #: failures listed one by one at the end of a run (the rest are counted by cause)
 MAX_LISTED_FAILURES = 20
@@ -146,13 +146,6 @@ def register(subparsers: Any) -> None:
                    help="no per-structure tables, warnings or error lines (progress and the summary "
                         "only; the outputs hold every row)")
     p.set_defaults(func=run)
-
-
-def expand_inputs(items: list[str]) -> list[Path]:
-    """The structure files that ``items`` name (files, folders, globs), in order, without repeats."""
-    from hopnet.database import open_inputs
-
-    return [Path(e.ref) for e in open_inputs(items) if e.kind == "file"]
 
 
 def _threshold(args: argparse.Namespace) -> float:
@@ -257,7 +250,7 @@ class _Outputs:
         if self._csv is not None:
             self._have["csv"] = set()
             if resume and self._csv.is_file() and self._csv.stat().st_size:
-                _cut_partial_line(self._csv)
+                cut_partial_line(self._csv)
                 with open(self._csv, newline="") as fh:
                     self._have["csv"] = {row["source"] for row in csv.DictReader(fh) if row.get("source")}
             else:
@@ -268,7 +261,7 @@ class _Outputs:
             elif not resume:
                 self._journal.unlink(missing_ok=True)
             if self._journal.is_file():
-                _cut_partial_line(self._journal)
+                cut_partial_line(self._journal)
             self._have["json"] = {str(r.get("source")) for r in _journal_records(self._journal)}
         self._table = None
         if args.parquet:
@@ -402,14 +395,6 @@ def _journal_records(path: Path) -> Any:
 def _nested_json(value: Any, level: int) -> str:
     """``json.dumps(value, indent=1)`` as it appears ``level`` levels deep in an indent-1 document."""
     return json.dumps(value, indent=1).replace("\n", "\n" + " " * level)
-
-
-def _cut_partial_line(path: Path) -> None:
-    """Cut a last line left without its newline by a killed run."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def _append(path: Path, data: str, sync: bool = False) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hopnet.infra.errors import DataError
+from hopnet.infra.integrity import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,6 @@ def content_sha256(path: str | os.PathLike) -> str:
                 h.update(chunk)
     except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of the file's raw bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
     return h.hexdigest()
 
 
@@ -175,7 +167,7 @@ def _transfer(url: str, part: Path, bar: Progress, timeout: float) -> int:
 
 
 def fetch_file(url: str, dest: Path, sha256: str | None, *, label: str | None = None,
-               digest: Callable[[Path], str] = file_sha256, retries: int = 2, timeout: float = 60.0,
+               digest: Callable[[Path], str] = sha256_file, retries: int = 2, timeout: float = 60.0,
                progress: bool = True) -> int:
     """Download ``url`` to ``dest``, resumably, and check it; returns the size of ``dest``.
 

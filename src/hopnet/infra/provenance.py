@@ -83,15 +83,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, flush it to disk (fsync) and rename it over ``path``:
-    a crash or a SIGKILL at any point leaves either the old file or the whole new one."""
+    """Write ``data`` so that readers see either the old or the whole new file (:func:`atomic_write_with`)."""
+    atomic_write_with(path, lambda fh: fh.write(data))
+
+
+def atomic_write_with(path: str | os.PathLike, write: Any) -> None:
+    """``write(fh)`` into a temporary sibling opened for binary writing, flushed to disk (fsync)
+    and renamed over ``path``: a crash or a SIGKILL at any point leaves either the old file or
+    the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -138,18 +144,26 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def cut_partial_line(path: str | os.PathLike) -> None:
+    """Cut a last line left without its newline by a run killed mid-write (a line-per-record
+    file then holds whole records only); nothing happens to a missing or whole file."""
+    path = Path(path)
+    if not (path.is_file() and path.stat().st_size):
+        return
+    with open(path, "rb") as fh:  # only the last byte, unless there is a fragment to cut
+        fh.seek(-1, os.SEEK_END)
+        whole = fh.read(1) == b"\n"
+    if not whole:
+        os.truncate(path, path.read_bytes().rfind(b"\n") + 1)
+
+
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON line to a results file and fsync it. A last line left without its newline
     by a run killed mid-write is cut off first, so the file stays one record per line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, sort_keys=True, default=_jsonable)
-    if path.is_file() and path.stat().st_size:
-        with open(path, "rb") as fh:  # only the last byte, unless there is a fragment to cut
-            fh.seek(-1, os.SEEK_END)
-            whole = fh.read(1) == b"\n"
-        if not whole:
-            os.truncate(path, path.read_bytes().rfind(b"\n") + 1)
+    cut_partial_line(path)
     with open(path, "a") as fh:
         fh.write(text + "\n")
         fh.flush()

@@ -177,13 +177,19 @@ def load_model(name_or_path: str | os.PathLike) -> BarrierPredictor:
     import importlib
 
     loader: Callable = getattr(importlib.import_module(module), func)
-    predictor = loader(folder, config, metadata)
-    block = metadata.get("calibration")
-    if block is not None:
-        from hopnet.models.calibration import Calibration
+    return calibrated(loader(folder, config, metadata), folder.name)
 
-        predictor = CalibratedPredictor(predictor, Calibration.from_dict(block, where=f"model {folder.name}"))
-    return predictor
+
+def calibrated(predictor: Any, name: str) -> Any:
+    """``predictor`` reporting its calibrated σ (a :class:`CalibratedPredictor`) when its metadata
+    carries a ``calibration`` block and it is not wrapped yet; else ``predictor`` itself. A
+    malformed block raises :class:`ModelFileError`."""
+    block = (getattr(predictor, "metadata", None) or {}).get("calibration")
+    if block is None or isinstance(predictor, CalibratedPredictor):
+        return predictor
+    from hopnet.models.calibration import Calibration
+
+    return CalibratedPredictor(predictor, Calibration.from_dict(block, where=f"model {name}"))
 
 
 def new_metadata(**fields: Any) -> dict:

@@ -47,8 +47,7 @@ import torch
 from torch import nn
 
 from hopnet.infra.errors import HopnetError, ModelFileError
-from hopnet.models.folder import read_weights
-from hopnet.models.folder import WEIGHTS_FILE
+from hopnet.models.folder import WEIGHTS_FILE, read_weights
 
 log = logging.getLogger(__name__)
 
